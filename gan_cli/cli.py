@@ -1,0 +1,43 @@
+"""`gan`: one console script, one Hydra app per command."""
+from __future__ import annotations
+
+import sys
+
+COMMANDS = {
+    "train": ("gan_cli.train", "train a GAN (Hydra overrides: model=dcgan loss=wgan_gp ...)"),
+}
+
+USAGE = """usage: gan COMMAND [HYDRA OVERRIDES AND FLAGS]
+
+commands:
+{commands}
+
+Every command is a Hydra app: `gan COMMAND --help` lists its config groups and options,
+`gan COMMAND --cfg job` prints the composed config, `-m` sweeps.
+
+examples:
+  gan train                                      quickstart: DCGAN on the embedded digits
+  gan train model=dcgan loss=wgan_gp             any composition of the config groups
+  gan train -m loss=bce,hinge optimizer.generator.lr=1e-4,2e-4    a sweep
+"""
+
+
+def main(argv: list[str] | None = None) -> None:
+    argv = sys.argv[1:] if argv is None else argv
+    if not argv or argv[0] in ("-h", "--help", "help"):
+        width = max(len(c) for c in COMMANDS)
+        lines = "\n".join(f"  {name:<{width}}  {text}" for name, (_, text) in COMMANDS.items())
+        print(USAGE.format(commands=lines))
+        sys.exit(0 if argv else 2)
+    command, rest = argv[0], argv[1:]
+    if command not in COMMANDS:
+        print(f"gan: unknown command {command!r}. Valid commands: {', '.join(COMMANDS)}. See `gan --help`.",
+              file=sys.stderr)
+        sys.exit(2)
+    module = __import__(COMMANDS[command][0], fromlist=["main"])
+    sys.argv = [f"gan {command}", *rest]
+    module.main()
+
+
+if __name__ == "__main__":
+    main()

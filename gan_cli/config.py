@@ -1,0 +1,66 @@
+"""Structured schema for the parts of the config whose shape is fixed (top level, trainer).
+
+Hydra merges the YAML files onto these dataclasses, so a mistyped key or a value of the
+wrong type fails at composition time with a message naming the key.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Optional
+
+from hydra.core.config_store import ConfigStore
+from omegaconf import MISSING
+
+from gan_cli.errors import ConfigError
+
+
+@dataclass
+class TrainerConfig:
+    max_steps: int = 2000  # generator updates
+    batch_size: int = 64
+    n_critic: int = 1  # discriminator updates per generator update
+    device: str = "auto"  # auto (CUDA, then MPS, then CPU) | cpu | cuda | cuda:N | mps
+    seed: int = 0
+    log_every: int = 50  # steps between scalar logs (and the NaN check)
+    sample_every: int = 500  # steps between sample grids
+    ckpt_every: int = 1000  # steps between writes of checkpoints/last.pt
+    snapshot_every: int = 0  # also keep checkpoints/step_XXXXXXX.pt every N steps (0: never)
+    resume: Optional[str] = None  # null | auto | PATH (checkpoint file or run folder)
+    num_samples: int = 64  # size of the fixed-noise sample grid
+    num_workers: int = 2  # DataLoader workers for datasets streamed from disk
+
+
+@dataclass
+class TrainConfig:
+    model: Any = MISSING
+    loss: Any = MISSING
+    optimizer: Any = MISSING
+    dataset: Any = MISSING
+    trainer: TrainerConfig = field(default_factory=TrainerConfig)
+
+
+def register_schema() -> None:
+    ConfigStore.instance().store(name="train_schema", node=TrainConfig)
+
+
+def config_dir() -> str:
+    """The configs/ folder: shipped inside the wheel as gan_cli/configs, or the checkout's."""
+    packaged = Path(__file__).parent / "configs"
+    if packaged.is_dir():
+        return str(packaged)
+    return str(Path(__file__).resolve().parent.parent / "configs")
+
+
+_POSITIVE = ("max_steps", "batch_size", "n_critic", "log_every", "sample_every", "ckpt_every", "num_samples")
+
+
+def validate_trainer(trainer: Any) -> None:
+    """Range checks the type system cannot express."""
+    for key in _POSITIVE:
+        value = trainer[key]
+        if value <= 0:
+            raise ConfigError(f"trainer.{key} must be a positive integer, got {value}.")
+    for key in ("snapshot_every", "num_workers"):
+        if trainer[key] < 0:
+            raise ConfigError(f"trainer.{key} must be 0 or more, got {trainer[key]}.")

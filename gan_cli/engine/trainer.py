@@ -1,0 +1,317 @@
+"""The training loop: D step(s) -> G step -> log -> sample -> checkpoint.
+
+The step does no host-device synchronisation: statistics are summed on the device and
+read once per log step, where the NaN check happens too.
+"""
+from __future__ import annotations
+
+import math
+import signal
+import threading
+from pathlib import Path
+from typing import Any
+
+import torch
+from omegaconf import DictConfig, OmegaConf
+from torch import Tensor
+from torchvision.utils import save_image
+
+from gan_cli.config import validate_trainer
+from gan_cli.data.base import GanData
+from gan_cli.engine.batches import BatchStream
+from gan_cli.engine.build import build
+from gan_cli.engine.checkpoint import LAST, find_checkpoint, load_checkpoint, save_atomic
+from gan_cli.engine.device import describe_device, resolve_device
+from gan_cli.errors import CheckpointError, TrainingDiverged
+from gan_cli.logging import console as ui
+from gan_cli.logging.pictures import image_grid, plot_extent, scatter_picture
+from gan_cli.logging.run_logger import RunLogger
+from gan_cli.logging.tags import tag_help
+
+
+class Trainer:
+    def __init__(self, cfg: DictConfig, run_dir: Path, choices: dict[str, str] | None = None):
+        self.cfg, self.run_dir, self.choices = cfg, Path(run_dir), choices or {}
+        t = self.t = cfg.trainer
+        validate_trainer(t)
+        self.device = resolve_device(t.device)
+        torch.manual_seed(t.seed)
+
+        self.data: GanData = build("dataset", cfg.dataset)
+        models = build("model", cfg.model, shape=tuple(self.data.shape), num_classes=self.data.num_classes)
+        self.G, self.D = models.generator.to(self.device), models.discriminator.to(self.device)
+        self.latent_dim = models.latent_dim
+        self.loss = build("loss", cfg.loss)
+        self.opt_g = build("optimizer.generator", cfg.optimizer.generator)(self.G.parameters())
+        self.opt_d = build("optimizer.discriminator", cfg.optimizer.discriminator)(self.D.parameters())
+
+        g = torch.Generator().manual_seed(t.seed)
+        self.fixed_z = torch.randn(t.num_samples, self.latent_dim, generator=g).to(self.device)
+        classes = max(self.data.num_classes, 1)
+        self.fixed_y = (torch.arange(t.num_samples) % classes).to(self.device)  # one label per grid column
+
+        self.step, consumed = 0, 0
+        self.resumed_from = self._resume_path()
+        if self.resumed_from is not None:
+            consumed = self._load(self.resumed_from)
+        self.batches = BatchStream(self.data, t.batch_size, self.device, t.seed, t.num_workers, consumed)
+        self.ckpt_dir = self.run_dir / "checkpoints"
+        self.last_good: Path | None = self.resumed_from
+        self.stop_requested = False
+
+    # ---------------------------------------------------------------- one step
+    def train_step(self, log: bool) -> None:
+        B, n_critic = self.t.batch_size, self.t.n_critic
+        for i in range(n_critic):
+            real, y = self.batches.next()
+            z = torch.randn(B, self.latent_dim, device=self.device)
+            reuse = n_critic == 1  # the G step can reuse this fake batch (G has not changed)
+            with torch.set_grad_enabled(reuse):
+                fake = self.G(z, y)
+            real_out, fake_out = self.D(real, y), self.D(fake.detach(), y)
+            loss_d = self.loss.d_loss(real_out, fake_out)
+            penalties = self.loss.penalty(self.D, real, fake, y)
+            self.opt_d.zero_grad(set_to_none=True)
+            (loss_d + sum(penalties.values())).backward() if penalties else loss_d.backward()
+            if log and i == n_critic - 1:
+                self._grad_norm_d = grad_norm(self.D)
+            self.opt_d.step()
+            self.loss.after_d_step(self.D)
+            self._accumulate({"loss/D": loss_d, "D/real": self._score(real_out), "D/fake": self._score(fake_out),
+                              **{f"penalty/{k}": v for k, v in penalties.items()}})
+
+        if not reuse:
+            fake = self.G(torch.randn(B, self.latent_dim, device=self.device), y)
+        self.D.requires_grad_(False)  # G's backward needs no gradients for D's weights
+        fake_out = self.D(fake, y)
+        loss_g = self.loss.g_loss(fake_out)
+        self.opt_g.zero_grad(set_to_none=True)
+        loss_g.backward()
+        if log:
+            self._grad_norm_g = grad_norm(self.G)
+        self.opt_g.step()
+        self.D.requires_grad_(True)
+        self._accumulate({"loss/G": loss_g, "D/fake_g": self._score(fake_out)})
+        finite = torch.isfinite(loss_d) & torch.isfinite(loss_g)
+        self._first_bad = torch.where(finite | (self._first_bad >= 0), self._first_bad, self.step + 1)
+
+    def _score(self, out: Tensor) -> Tensor:
+        out = out.detach()
+        return torch.sigmoid(out).mean() if self.loss.probabilities else out.mean()
+
+    def _accumulate(self, values: dict[str, Tensor]) -> None:
+        for k, v in values.items():
+            v = v.detach()
+            self._sums[k] = self._sums[k] + v if k in self._sums else v.clone()
+            self._counts[k] = self._counts.get(k, 0) + 1
+
+    def _read_stats(self) -> dict[str, float]:
+        """Means since the last log step: one device->host copy."""
+        keys = list(self._sums)
+        values = torch.stack([self._sums[k].float() / self._counts[k] for k in keys]).tolist() if keys else []
+        self._sums, self._counts = {}, {}
+        return dict(zip(keys, values))
+
+    # ---------------------------------------------------------------- the loop
+    def fit(self) -> dict[str, Any]:
+        t, run = self.t, self.run_dir
+        self.logger = RunLogger(run, tag_help(self.loss.probabilities))
+        self._sums, self._counts = {}, {}
+        self._first_bad = torch.tensor(-1, device=self.device)
+        self._log_start()
+        ui.console.print(f"device: [bold]{describe_device(self.device)}[/]   run folder: [bold]{run}[/]")
+        if self.step >= t.max_steps:
+            ui.console.print(f"Checkpoint is at step {self.step}, trainer.max_steps={t.max_steps}: nothing to train.")
+        stats: dict[str, float] = {}
+        clock, window_start, window_step = ui.Stopwatch(), 0.0, self.step
+        start_step = self.step
+        with self._stop_on_sigint(), ui.TrainProgress(t.max_steps, self.step) as bar:
+            while self.step < t.max_steps and not self.stop_requested:
+                log = (self.step + 1) % t.log_every == 0 or self.step + 1 == t.max_steps
+                try:
+                    self.train_step(log)
+                except Exception:
+                    if self.stop_requested:  # Ctrl-C also hits DataLoader workers; keep the last full step
+                        break
+                    raise
+                self.step += 1
+                bar.advance(self.step)
+                if log:
+                    now = clock()
+                    stats = self._read_stats()
+                    self._check_finite(stats)
+                    stats.update(self._extra_scalars(self.step - window_step, now - window_start))
+                    window_start, window_step = now, self.step
+                    self.logger.scalars(self.step, stats)
+                    bar.show(self.step, stats)
+                if self.step % t.sample_every == 0:
+                    self.sample()
+                if self.step % t.ckpt_every == 0:
+                    self.save()
+        interrupted = self.stop_requested
+        if self.step > start_step or self.resumed_from is None:
+            self._check_finite(self._read_stats())
+            self.sample()
+            self.save()
+        self.logger.close()
+        elapsed = clock()
+        self._summary(stats, elapsed, interrupted, start_step)
+        return {"step": self.step, "run_dir": str(run), "time_s": elapsed, "interrupted": interrupted, **stats}
+
+    def _extra_scalars(self, steps: int, seconds: float) -> dict[str, float]:
+        return {
+            "grad_norm/D": float(self._grad_norm_d), "grad_norm/G": float(self._grad_norm_g),
+            "lr/D": self.opt_d.param_groups[0]["lr"], "lr/G": self.opt_g.param_groups[0]["lr"],
+            "perf/img_per_s": steps * self.t.batch_size / max(seconds, 1e-9),
+        }
+
+    def _check_finite(self, stats: dict[str, float]) -> None:
+        bad_step = int(self._first_bad)
+        bad = [k for k, v in stats.items() if not math.isfinite(v)]
+        if bad_step < 0 and not bad:
+            return
+        self.logger.close()
+        kept = f"The last good checkpoint, {self.last_good}, is kept" if self.last_good else "No checkpoint had been written yet"
+        raise TrainingDiverged(
+            f"Training diverged: {', '.join(bad) or 'a loss'} became NaN/Inf at step {bad_step if bad_step >= 0 else self.step}. "
+            f"{kept}; nothing after the divergence was saved. Try a lower learning rate "
+            f"(optimizer.*.lr), a gradient-penalty loss (loss=wgan_gp) or a smaller trainer.n_critic."
+        )
+
+    # ---------------------------------------------------------------- outputs
+    @torch.no_grad()
+    def sample(self) -> None:
+        self.G.eval()
+        fake = self.G(self.fixed_z, self.fixed_y)
+        self.G.train()
+        if self.data.kind == "points":
+            picture = scatter_picture(fake, self._real_points, self._extent)
+        else:
+            picture = image_grid(fake, nrow=int(math.ceil(math.sqrt(len(fake)))))
+        self.logger.image("samples/fixed", picture, self.step)
+        (self.run_dir / "samples").mkdir(exist_ok=True)
+        save_image(picture, self.run_dir / "samples" / f"step_{self.step:07d}.png")
+
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            "version": 1, "step": self.step,
+            "generator": self.G.state_dict(), "discriminator": self.D.state_dict(), "ema": None,
+            "opt_g": self.opt_g.state_dict(), "opt_d": self.opt_d.state_dict(),
+            "sched_g": None, "sched_d": None, "scaler": None,
+            "batches_consumed": self.batches.consumed,
+            "rng": {"cpu": torch.get_rng_state(),
+                    "cuda": torch.cuda.get_rng_state_all() if self.device.type == "cuda" else []},
+            "fixed_z": self.fixed_z.cpu(), "fixed_y": self.fixed_y.cpu(),
+            "config": OmegaConf.to_container(self.cfg, resolve=True),
+        }
+
+    def save(self) -> None:
+        state = self.state_dict()
+        path = self.ckpt_dir / LAST
+        save_atomic(state, path)
+        if self.t.snapshot_every and self.step % self.t.snapshot_every == 0:
+            save_atomic(state, self.ckpt_dir / f"step_{self.step:07d}.pt")
+        self.last_good = path
+
+    def _resume_path(self) -> Path | None:
+        resume = self.t.resume
+        if resume in (None, "", "none", "null"):
+            return None
+        if resume == "auto":
+            path = self.run_dir / "checkpoints" / LAST
+            return path if path.is_file() else None
+        return find_checkpoint(resume)
+
+    def _load(self, path: Path) -> int:
+        state = load_checkpoint(path)
+        try:
+            self.G.load_state_dict(state["generator"])
+            self.D.load_state_dict(state["discriminator"])
+            self.opt_g.load_state_dict(state["opt_g"])
+            self.opt_d.load_state_dict(state["opt_d"])
+        except (RuntimeError, ValueError, KeyError) as e:
+            raise CheckpointError(
+                f"Checkpoint {path} does not match this run's model or optimizer: {str(e).splitlines()[0]}. "
+                f"Resume with the config it was trained with (its run folder's .hydra/config.yaml)."
+            ) from None
+        self.step = int(state["step"])
+        torch.set_rng_state(state["rng"]["cpu"])
+        if self.device.type == "cuda" and len(state["rng"]["cuda"]) == torch.cuda.device_count():
+            torch.cuda.set_rng_state_all(state["rng"]["cuda"])
+        self.fixed_z, self.fixed_y = state["fixed_z"].to(self.device), state["fixed_y"].to(self.device)
+        return int(state["batches_consumed"])
+
+    def _log_start(self) -> None:
+        if self.data.kind == "points":
+            self._real_points = torch.stack([self.data.dataset[i][0] for i in range(min(len(self.data), 2000))])
+            self._extent = plot_extent(self._real_points)
+            real_picture = scatter_picture(self._real_points[:0], self._real_points, self._extent)
+        else:
+            real = torch.stack([self.data.dataset[i][0] for i in range(min(len(self.data), self.t.num_samples))])
+            real_picture = image_grid(real)
+        self.logger.image("samples/real", real_picture, self.step)
+        flat = flatten({k: v for k, v in OmegaConf.to_container(self.cfg, resolve=True).items()})
+        flat.update({group: option for group, option in self.choices.items() if group in ui.GROUP_ORDER})
+        self.logger.hparams(flat, ["loss/D", "loss/G", "D/real", "D/fake"])
+        self.logger.text("config", "```yaml\n" + OmegaConf.to_yaml(self.cfg, resolve=True) + "```")
+
+    def _summary(self, stats: dict[str, float], elapsed: float, interrupted: bool, start_step: int) -> None:
+        rows = {
+            "status": "[yellow]interrupted[/]" if interrupted else "[green]finished[/]",
+            "steps": f"{self.step} / {self.t.max_steps}" + (f" (resumed at {start_step})" if self.resumed_from else ""),
+            "time": f"{elapsed:.1f} s",
+            "device": describe_device(self.device),
+            **({"last stats": ui.format_stats(stats)} if stats else {}),
+            "run folder": str(self.run_dir),
+            "checkpoint": str(self.ckpt_dir / LAST),
+            "samples": str(self.run_dir / "samples"),
+            "tensorboard": f"tensorboard --logdir {self.run_dir.parent if self.run_dir.parent.name.isdigit() else self.run_dir}",
+        }
+        if interrupted:
+            rows["resume"] = f"gan train trainer.resume={self.ckpt_dir / LAST} ..."
+        ui.print_summary(rows)
+
+    class _SigintGuard:
+        def __init__(self, trainer: "Trainer"):
+            self.trainer, self.previous = trainer, None
+
+        def __enter__(self):
+            if threading.current_thread() is threading.main_thread():
+                self.previous = signal.signal(signal.SIGINT, self._handle)
+
+        def _handle(self, signum, frame):
+            if self.trainer.stop_requested:  # second Ctrl-C: stop now
+                raise KeyboardInterrupt
+            self.trainer.stop_requested = True
+            ui.console.print("\n[yellow]Ctrl-C: stopping after this step and saving a checkpoint "
+                             "(press again to abort without saving).[/]")
+
+        def __exit__(self, *exc):
+            if self.previous is not None:
+                signal.signal(signal.SIGINT, self.previous)
+
+    def _stop_on_sigint(self) -> "_SigintGuard":
+        return Trainer._SigintGuard(self)
+
+
+def grad_norm(module: torch.nn.Module) -> Tensor:
+    grads = [p.grad for p in module.parameters() if p.grad is not None]
+    return torch.nn.utils.get_total_norm(grads) if grads else torch.zeros(())
+
+
+def flatten(tree: dict, prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for k, v in tree.items():
+        key = f"{prefix}{k}"
+        if isinstance(v, dict):
+            out.update(flatten(v, key + "."))
+        else:
+            out[key] = v
+    return out
+
+
+def train(cfg: DictConfig, run_dir: str | Path, choices: dict[str, str] | None = None) -> dict[str, Any]:
+    """Train a GAN as `cfg` says, writing everything under `run_dir`. No Hydra needed."""
+    run_dir = Path(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    return Trainer(cfg, run_dir, choices).fit()

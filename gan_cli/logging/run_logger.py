@@ -1,0 +1,59 @@
+"""Everything a run logs: TensorBoard events under <run>/tb and <run>/metrics.jsonl.
+
+One SummaryWriter per run. Scalars are plain `add_scalar`-style values (no `add_scalars`,
+which would make a TensorBoard run per key); the first write of a tag carries its help
+text. Hyperparameters go through the HParams plugin into the same run, so the jobs of a
+sweep line up in one table.
+"""
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+from torch import Tensor
+from torch.utils.tensorboard import SummaryWriter
+from torch.utils.tensorboard.summary import hparams as hparams_summary
+from torch.utils.tensorboard.summary import scalar as scalar_summary
+
+
+class RunLogger:
+    def __init__(self, run_dir: Path, help_text: dict[str, str] | None = None):
+        self.writer = SummaryWriter(log_dir=str(run_dir / "tb"))
+        self.jsonl = open(run_dir / "metrics.jsonl", "a", encoding="utf-8")
+        self.help_text = dict(help_text or {})
+        self._described: set[str] = set()
+
+    def scalars(self, step: int, values: dict[str, float]) -> None:
+        now = time.time()
+        events = self.writer._get_file_writer()
+        for tag, value in values.items():
+            summary = scalar_summary(tag, value)
+            if tag not in self._described and tag in self.help_text:
+                summary.value[0].metadata.summary_description = self.help_text[tag]
+            self._described.add(tag)
+            events.add_summary(summary, step, now)
+        self.jsonl.write(json.dumps({"step": step, "time": round(now, 3), **values}) + "\n")
+        self.jsonl.flush()
+
+    def image(self, tag: str, image: Tensor, step: int) -> None:
+        """`image`: (3, H, W) float in [0, 1] or uint8."""
+        self.writer.add_image(tag, image, step)
+
+    def text(self, tag: str, text: str, step: int = 0) -> None:
+        self.writer.add_text(tag, text, step)
+
+    def hparams(self, params: dict[str, Any], metric_tags: list[str]) -> None:
+        """Write the HParams plugin's summaries into this run (not a sub-run)."""
+        clean = {k: v if isinstance(v, (int, float, str, bool)) else str(v) for k, v in params.items()}
+        for summary in hparams_summary(clean, {tag: 0.0 for tag in metric_tags}):
+            self.writer._get_file_writer().add_summary(summary)
+
+    def flush(self) -> None:
+        self.writer.flush()
+        self.jsonl.flush()
+
+    def close(self) -> None:
+        self.writer.close()
+        self.jsonl.close()
