@@ -58,6 +58,7 @@ class Trainer:
         self.ckpt_dir = self.run_dir / "checkpoints"
         self.last_good: Path | None = self.resumed_from
         self.stop_requested = False
+        self._sampled_at = self._saved_at = self.step if self.resumed_from else -1
 
     # ---------------------------------------------------------------- one step
     def train_step(self, log: bool) -> None:
@@ -149,9 +150,10 @@ class Trainer:
                 if self.step % t.ckpt_every == 0:
                     self.save()
         interrupted = self.stop_requested
-        if self.step > start_step or self.resumed_from is None:
-            self._check_finite(self._read_stats())
+        self._check_finite(self._read_stats())
+        if self._sampled_at != self.step:
             self.sample()
+        if self._saved_at != self.step:
             self.save()
         self.logger.close()
         elapsed = clock()
@@ -189,6 +191,7 @@ class Trainer:
         else:
             picture = image_grid(fake, nrow=int(math.ceil(math.sqrt(len(fake)))))
         self.logger.image("samples/fixed", picture, self.step)
+        self._sampled_at = self.step
         (self.run_dir / "samples").mkdir(exist_ok=True)
         save_image(picture, self.run_dir / "samples" / f"step_{self.step:07d}.png")
 
@@ -211,7 +214,7 @@ class Trainer:
         save_atomic(state, path)
         if self.t.snapshot_every and self.step % self.t.snapshot_every == 0:
             save_atomic(state, self.ckpt_dir / f"step_{self.step:07d}.pt")
-        self.last_good = path
+        self.last_good, self._saved_at = path, self.step
 
     def _resume_path(self) -> Path | None:
         resume = self.t.resume

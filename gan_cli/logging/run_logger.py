@@ -31,7 +31,9 @@ class RunLogger:
         for tag, value in values.items():
             summary = scalar_summary(tag, value)
             if tag not in self._described and tag in self.help_text:
-                summary.value[0].metadata.summary_description = self.help_text[tag]
+                metadata = summary.value[0].metadata
+                metadata.summary_description = self.help_text[tag]
+                metadata.plugin_data.plugin_name = "scalars"
             self._described.add(tag)
             events.add_summary(summary, step, now)
         self.jsonl.write(json.dumps({"step": step, "time": round(now, 3), **values}) + "\n")

@@ -1,0 +1,116 @@
+"""DCGAN (Radford et al. 2015), laid out as in pytorch/examples/dcgan.
+
+At 64x64 with ``g_width = d_width = 64`` the layers are exactly those of pytorch/examples
+(minus D's final Sigmoid: D returns logits), down to the ``main.<i>`` state-dict keys.
+Other resolutions add or drop one stride-2 block per factor of two; the width at 4x4 is
+``width * resolution / 8`` and halves (G) / doubles (D) per block.
+"""
+from __future__ import annotations
+
+import math
+
+from torch import Tensor, nn
+
+from gan_cli.errors import ConfigError
+from gan_cli.models.base import GanModels, require_positive_int
+
+VALID_RESOLUTIONS = (16, 32, 64, 128)
+
+
+def init_dcgan_weights(module: nn.Module) -> None:
+    """Conv weights ~ N(0, 0.02); BatchNorm weight ~ N(1, 0.02), bias 0 (apply via ``.apply``)."""
+    if isinstance(module, (nn.Conv2d, nn.ConvTranspose2d)):
+        nn.init.normal_(module.weight, 0.0, 0.02)
+    elif isinstance(module, nn.BatchNorm2d):
+        nn.init.normal_(module.weight, 1.0, 0.02)
+        nn.init.zeros_(module.bias)
+
+
+class DCGANGenerator(nn.Module):
+    """z ``(B, latent_dim)`` or ``(B, latent_dim, 1, 1)`` -> image ``(B, C, res, res)`` in [-1, 1]."""
+
+    def __init__(self, latent_dim: int, channels: int, resolution: int, width: int) -> None:
+        super().__init__()
+        self.latent_dim = latent_dim
+        num_blocks = int(math.log2(resolution)) - 3  # BN blocks after the 4x4 projection
+        out_ch = width * 2**num_blocks
+        layers: list[nn.Module] = [
+            nn.ConvTranspose2d(latent_dim, out_ch, 4, 1, 0, bias=False),  # (B, out_ch, 4, 4)
+            nn.BatchNorm2d(out_ch),
+            nn.ReLU(True),
+        ]
+        for _ in range(num_blocks):  # each doubles H, W and halves channels
+            in_ch, out_ch = out_ch, out_ch // 2
+            layers += [
+                nn.ConvTranspose2d(in_ch, out_ch, 4, 2, 1, bias=False),
+                nn.BatchNorm2d(out_ch),
+                nn.ReLU(True),
+            ]
+        layers += [nn.ConvTranspose2d(out_ch, channels, 4, 2, 1, bias=False), nn.Tanh()]
+        self.main = nn.Sequential(*layers)
+
+    def forward(self, z: Tensor, y: Tensor | None = None) -> Tensor:
+        z = z.reshape(z.shape[0], self.latent_dim, 1, 1)  # (B, latent, 1, 1)
+        return self.main(z)  # (B, C, res, res)
+
+
+class DCGANDiscriminator(nn.Module):
+    """Image ``(B, C, res, res)`` -> raw logit ``(B,)``."""
+
+    def __init__(self, channels: int, resolution: int, width: int) -> None:
+        super().__init__()
+        num_blocks = int(math.log2(resolution)) - 3  # BN blocks after the input layer
+        layers: list[nn.Module] = [
+            nn.Conv2d(channels, width, 4, 2, 1, bias=False),  # (B, width, res/2, res/2); no BN
+            nn.LeakyReLU(0.2, inplace=True),
+        ]
+        out_ch = width
+        for _ in range(num_blocks):  # each halves H, W and doubles channels
+            in_ch, out_ch = out_ch, out_ch * 2
+            layers += [
+                nn.Conv2d(in_ch, out_ch, 4, 2, 1, bias=False),
+                nn.BatchNorm2d(out_ch),
+                nn.LeakyReLU(0.2, inplace=True),
+            ]
+        layers.append(nn.Conv2d(out_ch, 1, 4, 1, 0, bias=False))  # (B, 1, 1, 1)
+        self.main = nn.Sequential(*layers)
+
+    def forward(self, x: Tensor, y: Tensor | None = None) -> Tensor:
+        return self.main(x).flatten()  # (B, 1, 1, 1) -> (B,)
+
+
+def check_image_shape(shape: tuple[int, ...]) -> tuple[int, int]:
+    """Return ``(channels, resolution)`` or raise ConfigError naming ``dataset.resolution``."""
+    valid = ", ".join(map(str, VALID_RESOLUTIONS))
+    if len(shape) != 3:
+        raise ConfigError(
+            f"model=dcgan needs (C, H, W) images, but the dataset gives shape {shape} "
+            "(2D points?); use model=mlp for points data."
+        )
+    channels, height, width = shape
+    if height != width or height not in VALID_RESOLUTIONS:
+        raise ConfigError(
+            f"dataset.resolution gives {height}x{width} images, but model=dcgan needs square "
+            f"images with a side of {valid}; set dataset.resolution to one of those "
+            "or use model=mlp."
+        )
+    return channels, height
+
+
+def build(
+    shape: tuple[int, ...],
+    num_classes: int = 0,
+    latent_dim: int = 100,
+    g_width: int = 64,
+    d_width: int = 64,
+) -> GanModels:
+    """Build the DCGAN pair for square images; ``num_classes`` is unused for now."""
+    channels, resolution = check_image_shape(tuple(int(s) for s in shape))
+    require_positive_int("latent_dim", latent_dim)
+    require_positive_int("g_width", g_width)
+    require_positive_int("d_width", d_width)
+    generator = DCGANGenerator(latent_dim, channels, resolution, g_width)
+    discriminator = DCGANDiscriminator(channels, resolution, d_width)
+    generator.apply(init_dcgan_weights)
+    discriminator.apply(init_dcgan_weights)
+    return GanModels(generator, discriminator, latent_dim)

@@ -1,0 +1,104 @@
+"""Vanilla GAN (Goodfellow et al. 2014): fully connected G and D for images or 2D points.
+
+Images are flattened for D and unflattened from G's output; G ends in Tanh for images and
+is linear for points (their coordinates are not bounded to [-1, 1]).
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import Tensor, nn
+
+from gan_cli.errors import ConfigError
+from gan_cli.models.base import GanModels, require_positive_int
+
+
+class MLPGenerator(nn.Module):
+    """z ``(B, latent_dim)`` -> sample ``(B, *shape)``."""
+
+    def __init__(
+        self,
+        latent_dim: int,
+        shape: tuple[int, ...],
+        hidden_dim: int,
+        num_layers: int,
+        batchnorm: bool,
+        tanh: bool,
+    ) -> None:
+        super().__init__()
+        self.latent_dim = latent_dim
+        self.shape = tuple(shape)
+        layers: list[nn.Module] = []
+        in_dim = latent_dim
+        for _ in range(num_layers):
+            layers.append(nn.Linear(in_dim, hidden_dim))
+            if batchnorm:
+                layers.append(nn.BatchNorm1d(hidden_dim))
+            layers.append(nn.ReLU(inplace=True))
+            in_dim = hidden_dim
+        layers.append(nn.Linear(in_dim, math.prod(self.shape)))
+        if tanh:
+            layers.append(nn.Tanh())
+        self.main = nn.Sequential(*layers)
+
+    def forward(self, z: Tensor, y: Tensor | None = None) -> Tensor:
+        out = self.main(z.reshape(z.shape[0], self.latent_dim))  # (B, prod(shape))
+        return out.view(z.shape[0], *self.shape)  # (B, *shape)
+
+
+class MLPDiscriminator(nn.Module):
+    """Sample ``(B, *shape)`` -> raw logit ``(B,)``."""
+
+    def __init__(
+        self, shape: tuple[int, ...], hidden_dim: int, num_layers: int, dropout: float
+    ) -> None:
+        super().__init__()
+        layers: list[nn.Module] = []
+        in_dim = math.prod(shape)
+        for _ in range(num_layers):
+            layers += [nn.Linear(in_dim, hidden_dim), nn.LeakyReLU(0.2, inplace=True)]
+            if dropout > 0:
+                layers.append(nn.Dropout(dropout))
+            in_dim = hidden_dim
+        layers.append(nn.Linear(in_dim, 1))
+        self.main = nn.Sequential(*layers)
+
+    def forward(self, x: Tensor, y: Tensor | None = None) -> Tensor:
+        return self.main(x.flatten(1)).squeeze(1)  # (B, prod(shape)) -> (B,)
+
+
+def build(
+    shape: tuple[int, ...],
+    num_classes: int = 0,
+    latent_dim: int = 64,
+    hidden_dim: int = 512,
+    num_layers: int = 3,
+    dropout: float = 0.0,
+    g_batchnorm: bool | None = None,
+) -> GanModels:
+    """Build the MLP pair for ``shape``: ``(C, H, W)`` images or ``(2,)`` points.
+
+    ``num_layers`` counts hidden layers in each network. ``g_batchnorm=None`` (auto) puts
+    BatchNorm1d in G for images and leaves it out for points, where batch statistics of a
+    few 2D samples make the output jitter and collapse modes. ``num_classes`` is unused.
+    """
+    shape = tuple(int(s) for s in shape)
+    if len(shape) not in (1, 3) or min(shape, default=0) < 1:
+        raise ConfigError(
+            f"model=mlp got dataset shape {shape}; it needs (C, H, W) images or (2,) points."
+        )
+    require_positive_int("latent_dim", latent_dim)
+    require_positive_int("hidden_dim", hidden_dim)
+    require_positive_int("num_layers", num_layers)
+    if not 0.0 <= float(dropout) < 1.0:
+        raise ConfigError(f"model.dropout is {dropout!r}, but it must be in [0, 1) (e.g. 0.0).")
+    if g_batchnorm not in (None, True, False):
+        raise ConfigError(
+            f"model.g_batchnorm is {g_batchnorm!r}; use true, false or null (auto: on for images)."
+        )
+    is_image = len(shape) == 3
+    batchnorm = is_image if g_batchnorm is None else bool(g_batchnorm)
+    generator = MLPGenerator(latent_dim, shape, hidden_dim, num_layers, batchnorm, tanh=is_image)
+    discriminator = MLPDiscriminator(shape, hidden_dim, num_layers, float(dropout))
+    return GanModels(generator, discriminator, latent_dim)

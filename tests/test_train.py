@@ -1,0 +1,92 @@
+"""End-to-end training in-process: every loss with every model, and the run-folder contract."""
+import json
+
+import pytest
+import torch
+
+from gan_cli.engine.trainer import train
+from tests.conftest import FAST, TINY_DCGAN, TINY_MLP_RING, compose_cfg
+from tests.tb import read_events
+
+LOSSES = ["bce", "nonsaturating", "lsgan", "hinge", "wgan", "wgan_gp"]
+
+
+@pytest.mark.parametrize("loss", LOSSES)
+@pytest.mark.parametrize("model", ["mlp_ring8", "dcgan_digits"])
+def test_every_loss_trains_with_every_model(model, loss, run_dir):
+    overrides = TINY_MLP_RING if model == "mlp_ring8" else TINY_DCGAN
+    result = train(compose_cfg(*FAST, *overrides, f"loss={loss}"), run_dir)
+    assert result["step"] == 4 and not result["interrupted"]
+    for key in ("loss/D", "loss/G", "D/real", "D/fake", "D/fake_g"):
+        assert torch.isfinite(torch.tensor(result[key])), key
+    if loss in ("bce", "nonsaturating"):  # probabilities
+        assert 0 <= result["D/real"] <= 1 and 0 <= result["D/fake"] <= 1
+    if loss == "wgan_gp":
+        assert result["penalty/gp"] >= 0
+
+
+def test_mlp_trains_on_digits_images(run_dir):
+    result = train(compose_cfg(*FAST, "model=mlp", "model.hidden_dim=32", "dataset.resolution=16"), run_dir)
+    assert result["step"] == 4
+
+
+def test_run_folder_contract(run_dir):
+    cfg = compose_cfg(*FAST, *TINY_DCGAN, "loss=wgan_gp", "trainer.n_critic=2")
+    train(cfg, run_dir)
+
+    assert sorted(p.name for p in (run_dir / "samples").iterdir()) == ["step_0000002.png", "step_0000004.png"]
+    lines = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    assert [line["step"] for line in lines] == [2, 4]
+
+    events = read_events(run_dir / "tb")
+    scalars = set(events.Tags()["scalars"])
+    expected = {"D/real", "D/fake", "D/fake_g", "loss/D", "loss/G", "penalty/gp", "grad_norm/D", "grad_norm/G",
+                "lr/D", "lr/G", "perf/img_per_s"}
+    assert expected <= scalars
+    assert set(lines[0]) - {"step", "time"} == scalars  # every scalar also in metrics.jsonl
+    assert [e.step for e in events.Scalars("loss/G")] == [2, 4]
+    assert events.Scalars("lr/D")[0].value == pytest.approx(1e-4 * 0 + cfg.optimizer.discriminator.lr)
+    assert events.Scalars("loss/D")[-1].value == pytest.approx(lines[-1]["loss/D"], rel=1e-6)
+    images = events.Tags()["images"]
+    assert {"samples/fixed", "samples/real"} <= set(images)
+    grid = events.Images("samples/fixed")
+    assert [g.step for g in grid] == [2, 4] and grid[0].width > 16 * 4
+    # hyperparameters are in this run (HParams plugin), not in a sub-run
+    assert "hparams" in events.PluginTagToContent("hparams") or events.PluginTagToContent("hparams")
+    assert not [p for p in (run_dir / "tb").iterdir() if p.is_dir()]
+    # help text says whether D scores are probabilities
+    assert "raw" in events.SummaryMetadata("D/real").summary_description
+
+
+def test_probability_losses_document_their_scores(run_dir):
+    train(compose_cfg(*FAST, *TINY_DCGAN, "loss=nonsaturating"), run_dir)
+    assert "probability" in read_events(run_dir / "tb").SummaryMetadata("D/real").summary_description
+
+
+def test_checkpoint_is_complete_and_loads_weights_only(run_dir):
+    train(compose_cfg(*FAST, *TINY_DCGAN), run_dir)
+    state = torch.load(run_dir / "checkpoints" / "last.pt", weights_only=True)
+    assert state["step"] == 4
+    assert {"generator", "discriminator", "opt_g", "opt_d", "rng", "fixed_z", "config", "batches_consumed"} <= set(state)
+    assert state["fixed_z"].shape == (16, 16)
+    assert state["config"]["trainer"]["max_steps"] == 4
+    assert not list((run_dir / "checkpoints").glob(".*tmp"))
+
+
+def test_snapshots_kept_when_asked(run_dir):
+    train(compose_cfg(*FAST, *TINY_DCGAN, "trainer.snapshot_every=2"), run_dir)
+    names = sorted(p.name for p in (run_dir / "checkpoints").iterdir())
+    assert names == ["last.pt", "step_0000002.pt", "step_0000004.pt"]
+
+
+def test_2d_samples_are_scatter_plots(run_dir):
+    train(compose_cfg(*FAST, *TINY_MLP_RING), run_dir)
+    grid = read_events(run_dir / "tb").Images("samples/fixed")[-1]
+    assert (grid.width, grid.height) == (384, 384)
+
+
+def test_fixed_noise_gives_same_samples_for_same_seed(tmp_path):
+    a = train(compose_cfg(*FAST, *TINY_DCGAN), tmp_path / "a")
+    b = train(compose_cfg(*FAST, *TINY_DCGAN), tmp_path / "b")
+    assert a["loss/G"] == b["loss/G"]
+    assert (tmp_path / "a/samples/step_0000004.png").read_bytes() == (tmp_path / "b/samples/step_0000004.png").read_bytes()
