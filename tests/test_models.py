@@ -53,10 +53,11 @@ def test_mlp_points_are_linear():
     assert any(isinstance(m, nn.BatchNorm1d) for m in small_mlp((1, 16, 16)).generator.modules())
 
 
-def test_mlp_auto_latent_dim():
-    assert mlp.build(shape=(2,)).latent_dim == 2
-    assert mlp.build(shape=(1, 16, 16)).latent_dim == 100
-    assert mlp.build(shape=(2,), latent_dim=7).generator.latent_dim == 7
+def test_mlp_auto_defaults():
+    points, image = mlp.build(shape=(2,)), mlp.build(shape=(1, 16, 16))
+    assert (points.latent_dim, points.generator.main[0].out_features) == (2, 256)
+    assert (image.latent_dim, image.generator.main[0].out_features) == (100, 512)
+    assert mlp.build(shape=(2,), latent_dim=7, hidden_dim=9).generator.main[0].weight.shape == (9, 7)
 
 
 def test_discriminator_returns_raw_logits():
