@@ -64,6 +64,7 @@ class BatchStream:
         loader = DataLoader(
             self.data.dataset, batch_sampler=sampler, num_workers=self.num_workers,
             pin_memory=self.device.type == "cuda", persistent_workers=self.num_workers > 0,
+            generator=torch.Generator().manual_seed(self.seed),  # worker seeds; leaves the global RNG alone
         )
         return ((x.to(self.device, non_blocking=True), torch.as_tensor(y).to(self.device, non_blocking=True))
                 for x, y in loader)

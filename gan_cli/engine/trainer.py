@@ -6,8 +6,6 @@ read once per log step, where the NaN check happens too.
 from __future__ import annotations
 
 import math
-import signal
-import threading
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +20,7 @@ from gan_cli.engine.batches import BatchStream
 from gan_cli.engine.build import build
 from gan_cli.engine.checkpoint import LAST, find_checkpoint, load_checkpoint, save_atomic
 from gan_cli.engine.device import describe_device, resolve_device
+from gan_cli.engine.interrupt import StopOnInterrupt
 from gan_cli.errors import CheckpointError, TrainingDiverged
 from gan_cli.logging import console as ui
 from gan_cli.logging.pictures import image_grid, plot_extent, scatter_picture
@@ -57,23 +56,22 @@ class Trainer:
         self.batches = BatchStream(self.data, t.batch_size, self.device, t.seed, t.num_workers, consumed)
         self.ckpt_dir = self.run_dir / "checkpoints"
         self.last_good: Path | None = self.resumed_from
-        self.stop_requested = False
         self._sampled_at = self._saved_at = self.step if self.resumed_from else -1
 
     # ---------------------------------------------------------------- one step
     def train_step(self, log: bool) -> None:
         B, n_critic = self.t.batch_size, self.t.n_critic
+        reuse = n_critic == 1  # the G step can reuse the D step's fake batch (G has not changed)
         for i in range(n_critic):
             real, y = self.batches.next()
             z = torch.randn(B, self.latent_dim, device=self.device)
-            reuse = n_critic == 1  # the G step can reuse this fake batch (G has not changed)
             with torch.set_grad_enabled(reuse):
                 fake = self.G(z, y)
             real_out, fake_out = self.D(real, y), self.D(fake.detach(), y)
             loss_d = self.loss.d_loss(real_out, fake_out)
             penalties = self.loss.penalty(self.D, real, fake, y)
             self.opt_d.zero_grad(set_to_none=True)
-            (loss_d + sum(penalties.values())).backward() if penalties else loss_d.backward()
+            (loss_d + sum(penalties.values())).backward()  # sum of no penalties is 0
             if log and i == n_critic - 1:
                 self._grad_norm_d = grad_norm(self.D)
             self.opt_d.step()
@@ -126,13 +124,13 @@ class Trainer:
         stats: dict[str, float] = {}
         clock, window_start, window_step = ui.Stopwatch(), 0.0, self.step
         start_step = self.step
-        with self._stop_on_sigint(), ui.TrainProgress(t.max_steps, self.step) as bar:
-            while self.step < t.max_steps and not self.stop_requested:
+        with StopOnInterrupt() as stop, ui.TrainProgress(t.max_steps, self.step) as bar:
+            while self.step < t.max_steps and not stop.requested:
                 log = (self.step + 1) % t.log_every == 0 or self.step + 1 == t.max_steps
                 try:
                     self.train_step(log)
                 except Exception:
-                    if self.stop_requested:  # Ctrl-C also hits DataLoader workers; keep the last full step
+                    if stop.requested:  # Ctrl-C also hits DataLoader workers; keep the last full step
                         break
                     raise
                 self.step += 1
@@ -149,7 +147,7 @@ class Trainer:
                     self.sample()
                 if self.step % t.ckpt_every == 0:
                     self.save()
-        interrupted = self.stop_requested
+        interrupted = stop.requested
         self._check_finite(self._read_stats())
         if self._sampled_at != self.step:
             self.sample()
@@ -273,28 +271,6 @@ class Trainer:
         if interrupted:
             rows["resume"] = f"gan train trainer.resume={self.ckpt_dir / LAST} ..."
         ui.print_summary(rows)
-
-    class _SigintGuard:
-        def __init__(self, trainer: "Trainer"):
-            self.trainer, self.previous = trainer, None
-
-        def __enter__(self):
-            if threading.current_thread() is threading.main_thread():
-                self.previous = signal.signal(signal.SIGINT, self._handle)
-
-        def _handle(self, signum, frame):
-            if self.trainer.stop_requested:  # second Ctrl-C: stop now
-                raise KeyboardInterrupt
-            self.trainer.stop_requested = True
-            ui.console.print("\n[yellow]Ctrl-C: stopping after this step and saving a checkpoint "
-                             "(press again to abort without saving).[/]")
-
-        def __exit__(self, *exc):
-            if self.previous is not None:
-                signal.signal(signal.SIGINT, self.previous)
-
-    def _stop_on_sigint(self) -> "_SigintGuard":
-        return Trainer._SigintGuard(self)
 
 
 def grad_norm(module: torch.nn.Module) -> Tensor:
