@@ -70,6 +70,7 @@ def test_console_shows_config_progress_and_summary(tmp_path):
     assert "config" in text and "model = dcgan" in text  # config tree
     assert "step 4/4" in text and "D(x)" in text and "D(G(z))" in text and "img/s" in text  # progress lines
     assert "run summary" in text and f"tensorboard --logdir {tmp_path / 'run'}" in text
+    assert "step 4" in (tmp_path / "run" / "train.log").read_text()  # a plain-text record in the run folder
 
 
 BAD_INPUTS = {

@@ -5,6 +5,7 @@ read once per log step, where the NaN check happens too.
 """
 from __future__ import annotations
 
+import logging
 import math
 from pathlib import Path
 from typing import Any
@@ -26,6 +27,8 @@ from gan_cli.logging import console as ui
 from gan_cli.logging.pictures import image_grid, plot_extent, scatter_picture
 from gan_cli.logging.run_logger import RunLogger
 from gan_cli.logging.tags import tag_help
+
+log = logging.getLogger(__name__)  # Hydra sends it to <run>/train.log
 
 
 class Trainer:
@@ -59,7 +62,7 @@ class Trainer:
         self._sampled_at = self._saved_at = self.step if self.resumed_from else -1
 
     # ---------------------------------------------------------------- one step
-    def train_step(self, log: bool) -> None:
+    def train_step(self, log_step: bool) -> None:
         B, n_critic = self.t.batch_size, self.t.n_critic
         reuse = n_critic == 1  # the G step can reuse the D step's fake batch (G has not changed)
         for i in range(n_critic):
@@ -72,7 +75,7 @@ class Trainer:
             penalties = self.loss.penalty(self.D, real, fake, y)
             self.opt_d.zero_grad(set_to_none=True)
             (loss_d + sum(penalties.values())).backward()  # sum of no penalties is 0
-            if log and i == n_critic - 1:
+            if log_step and i == n_critic - 1:
                 self._grad_norm_d = grad_norm(self.D)
             self.opt_d.step()
             self.loss.after_d_step(self.D)
@@ -86,7 +89,7 @@ class Trainer:
         loss_g = self.loss.g_loss(fake_out)
         self.opt_g.zero_grad(set_to_none=True)
         loss_g.backward()
-        if log:
+        if log_step:
             self._grad_norm_g = grad_norm(self.G)
         self.opt_g.step()
         self.D.requires_grad_(True)
@@ -119,6 +122,8 @@ class Trainer:
         self._first_bad = torch.tensor(-1, device=self.device)
         self._log_start()
         ui.console.print(f"device: [bold]{describe_device(self.device)}[/]   run folder: [bold]{run}[/]")
+        log.info("device %s, run folder %s, resumed from %s at step %d", describe_device(self.device), run,
+                 self.resumed_from, self.step)
         if self.step >= t.max_steps:
             ui.console.print(f"Checkpoint is at step {self.step}, trainer.max_steps={t.max_steps}: nothing to train.")
         stats: dict[str, float] = {}
@@ -126,16 +131,16 @@ class Trainer:
         start_step = self.step
         with StopOnInterrupt() as stop, ui.TrainProgress(t.max_steps, self.step) as bar:
             while self.step < t.max_steps and not stop.requested:
-                log = (self.step + 1) % t.log_every == 0 or self.step + 1 == t.max_steps
+                log_now = (self.step + 1) % t.log_every == 0 or self.step + 1 == t.max_steps
                 try:
-                    self.train_step(log)
+                    self.train_step(log_now)
                 except Exception:
                     if stop.requested:  # Ctrl-C also hits DataLoader workers; keep the last full step
                         break
                     raise
                 self.step += 1
                 bar.advance(self.step)
-                if log:
+                if log_now:
                     now = clock()
                     stats = self._read_stats()
                     self._check_finite(stats)
@@ -143,6 +148,7 @@ class Trainer:
                     window_start, window_step = now, self.step
                     self.logger.scalars(self.step, stats)
                     bar.show(self.step, stats)
+                    log.info("step %d  %s", self.step, ui.format_stats(stats))
                 if self.step % t.sample_every == 0:
                     self.sample()
                 if self.step % t.ckpt_every == 0:

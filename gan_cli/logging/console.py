@@ -61,7 +61,7 @@ class TrainProgress:
         stats = format_stats(values)
         self.progress.update(self.task, completed=step, stats=stats)
         if not self.live:
-            console.print(f"step {step:>{len(str(self.total))}}/{self.total}  {stats}", highlight=False)
+            console.print(f"step {step:>{len(str(self.total))}}/{self.total}  {stats}", highlight=False, soft_wrap=True)
 
 
 def format_stats(v: dict[str, float]) -> str:
