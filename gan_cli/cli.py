@@ -5,6 +5,8 @@ import sys
 
 COMMANDS = {
     "train": ("gan_cli.train", "train a GAN (Hydra overrides: model=dcgan loss=wgan_gp ...)"),
+    "sample": ("gan_cli.sample", "samples from a trained generator: PNG grid or .npz (ckpt=RUN num=64)"),
+    "eval": ("gan_cli.eval", "metrics of a trained generator, written to <run>/eval.json (ckpt=RUN)"),
 }
 
 USAGE = """usage: gan COMMAND [HYDRA OVERRIDES AND FLAGS]
@@ -19,6 +21,8 @@ examples:
   gan train                                      quickstart: DCGAN on the embedded digits
   gan train model=dcgan loss=wgan_gp             any composition of the config groups
   gan train -m loss=bce,hinge optimizer.generator.lr=1e-4,2e-4    a sweep
+  gan sample ckpt=outputs/runs/DATE/TIME num=64                   a PNG grid of samples
+  gan eval ckpt=outputs/runs/DATE/TIME                            metrics, offline
 """
 
 

@@ -16,6 +16,21 @@ from gan_cli.errors import ConfigError
 
 
 @dataclass
+class TrainEvalConfig:
+    """Metrics during training (see `gan eval` for the meaning of each key)."""
+
+    metrics: list[str] = field(default_factory=lambda: ["auto"])
+    num_fake: int = 2000
+    num_real: int = 10000
+    batch_size: int = 500
+    seed: int = 0
+    extractor: str = "auto"
+    inception_weights: Optional[str] = None
+    cache_dir: str = "outputs/.cache"
+    best: Optional[str] = None  # a metric, e.g. fd_digits: keeps checkpoints/best.pt, returned to sweepers
+
+
+@dataclass
 class TrainerConfig:
     max_steps: int = 2000  # generator updates
     batch_size: int = 64
@@ -29,6 +44,8 @@ class TrainerConfig:
     resume: Optional[str] = None  # null | auto | PATH (checkpoint file or run folder)
     num_samples: int = 64  # size of the fixed-noise sample grid
     num_workers: int = 2  # DataLoader workers for datasets streamed from disk
+    eval_every: int = 0  # steps between evaluations (0: never; `gan eval` works on any checkpoint)
+    eval: TrainEvalConfig = field(default_factory=TrainEvalConfig)
 
 
 @dataclass
@@ -61,6 +78,6 @@ def validate_trainer(trainer: Any) -> None:
         value = trainer[key]
         if value <= 0:
             raise ConfigError(f"trainer.{key} must be a positive integer, got {value}.")
-    for key in ("snapshot_every", "num_workers"):
+    for key in ("snapshot_every", "num_workers", "eval_every"):
         if trainer[key] < 0:
             raise ConfigError(f"trainer.{key} must be 0 or more, got {trainer[key]}.")

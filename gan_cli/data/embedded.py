@@ -33,10 +33,28 @@ def check_channels(channels: object) -> int:
 # ---------------------------------------------------------------------------- digits
 
 
-def digits(resolution: int = 32, channels: int = 1) -> GanData:
+DIGITS_SPLITS = ("all", "train", "heldout")
+
+
+def digits_split(labels: torch.Tensor, heldout_fraction: float = 0.2, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    """A fixed stratified split: (train indices, held-out indices), the same for every caller."""
+    g = torch.Generator().manual_seed(seed)
+    train, heldout = [], []
+    for c in labels.unique().tolist():
+        idx = torch.nonzero(labels == c).flatten()
+        idx = idx[torch.randperm(len(idx), generator=g)]
+        n_out = round(len(idx) * heldout_fraction)
+        heldout.append(idx[:n_out])
+        train.append(idx[n_out:])
+    return torch.cat(train).sort().values, torch.cat(heldout).sort().values
+
+
+def digits(resolution: int = 32, channels: int = 1, split: str = "all") -> GanData:
     """scikit-learn's bundled 8x8 handwritten digits (1797 images, labels 0..9), resized and in [-1, 1].
 
-    ``channels=3`` repeats the gray channel, for models that expect RGB.
+    ``channels=3`` repeats the gray channel, for models that expect RGB. ``split``: ``all``,
+    or a fixed stratified 80/20 ``train`` / ``heldout`` split (train on ``train`` to check
+    memorisation against ``heldout``).
     """
     from sklearn.datasets import load_digits  # bundled with scikit-learn: no download
 
@@ -49,6 +67,11 @@ def digits(resolution: int = 32, channels: int = 1) -> GanData:
         x = F.interpolate(x, size=(resolution, resolution), mode="bilinear", align_corners=False)
     x = x.clamp(-1.0, 1.0).expand(-1, channels, -1, -1).contiguous()  # (N, C, R, R)
     y = torch.as_tensor(bunch.target, dtype=torch.int64)  # (N,)
+    if split not in DIGITS_SPLITS:
+        raise ConfigError(f"dataset.split={split!r} is not a digits split; valid: {', '.join(DIGITS_SPLITS)}.")
+    if split != "all":
+        idx = digits_split(y)[0 if split == "train" else 1]
+        x, y = x[idx], y[idx]
     return GanData(
         TensorDataset(x, y), kind="image", shape=(channels, resolution, resolution), num_classes=10, name="digits"
     )
@@ -57,7 +80,7 @@ def digits(resolution: int = 32, channels: int = 1) -> GanData:
 # ---------------------------------------------------------------------------- 2D mixtures
 
 _GRID = (-4.0, -2.0, 0.0, 2.0, 4.0)
-_MIXTURES = {"ring8", "grid25"}
+MIXTURES = ("ring8", "grid25")
 
 
 def modes(name: str) -> tuple[torch.Tensor, float]:
@@ -73,7 +96,7 @@ def modes(name: str) -> tuple[torch.Tensor, float]:
     if name == "grid25":
         centres = torch.tensor([(a, b) for a in _GRID for b in _GRID])  # (25, 2)
         return centres, 0.05
-    raise ConfigError(f"Unknown Gaussian mixture {name!r}; valid names are {sorted(_MIXTURES)}.")
+    raise ConfigError(f"Unknown Gaussian mixture {name!r}; valid names are {sorted(MIXTURES)}.")
 
 
 def gaussian_mixture(name: str, num_samples: int = 50000, seed: int = 0) -> GanData:

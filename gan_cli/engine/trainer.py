@@ -22,11 +22,13 @@ from gan_cli.engine.build import build
 from gan_cli.engine.checkpoint import LAST, find_checkpoint, load_checkpoint, save_atomic
 from gan_cli.engine.device import describe_device, resolve_device
 from gan_cli.engine.interrupt import StopOnInterrupt
-from gan_cli.errors import CheckpointError, TrainingDiverged
+from gan_cli.engine.restore import generate
+from gan_cli.errors import CheckpointError, ConfigError, TrainingDiverged
 from gan_cli.logging import console as ui
 from gan_cli.logging.pictures import image_grid, plot_extent, scatter_picture
 from gan_cli.logging.run_logger import RunLogger
 from gan_cli.logging.tags import tag_help
+from gan_cli.metrics.evaluate import EvalSettings, Evaluator, lower_is_better
 
 log = logging.getLogger(__name__)  # Hydra sends it to <run>/train.log
 
@@ -52,14 +54,16 @@ class Trainer:
         classes = max(self.data.num_classes, 1)
         self.fixed_y = (torch.arange(t.num_samples) % classes).to(self.device)  # one label per grid column
 
-        self.step, consumed = 0, 0
+        self.step, consumed, self.best = 0, 0, None
         self.resumed_from = self._resume_path()
         if self.resumed_from is not None:
             consumed = self._load(self.resumed_from)
         self.batches = BatchStream(self.data, t.batch_size, self.device, t.seed, t.num_workers, consumed)
         self.ckpt_dir = self.run_dir / "checkpoints"
         self.last_good: Path | None = self.resumed_from
-        self._sampled_at = self._saved_at = self.step if self.resumed_from else -1
+        self._sampled_at = self._saved_at = self._evaluated_at = self.step if self.resumed_from else -1
+        self._evaluator: Evaluator | None = None
+        self.eval_results: dict[str, float] = {}
 
     # ---------------------------------------------------------------- one step
     def train_step(self, log_step: bool) -> None:
@@ -151,18 +155,23 @@ class Trainer:
                     log.info("step %d  %s", self.step, ui.format_stats(stats))
                 if self.step % t.sample_every == 0:
                     self.sample()
+                if t.eval_every and self.step % t.eval_every == 0:
+                    self.evaluate()
                 if self.step % t.ckpt_every == 0:
                     self.save()
         interrupted = stop.requested
         self._check_finite(self._read_stats())
         if self._sampled_at != self.step:
             self.sample()
+        if t.eval_every and self._evaluated_at != self.step:
+            self.evaluate()
         if self._saved_at != self.step:
             self.save()
         self.logger.close()
         elapsed = clock()
         self._summary(stats, elapsed, interrupted, start_step)
-        return {"step": self.step, "run_dir": str(run), "time_s": elapsed, "interrupted": interrupted, **stats}
+        return {"step": self.step, "run_dir": str(run), "time_s": elapsed, "interrupted": interrupted,
+                **stats, **self.eval_results, **({"best": self.best} if self.best else {})}
 
     def _extra_scalars(self, steps: int, seconds: float) -> dict[str, float]:
         return {
@@ -199,6 +208,33 @@ class Trainer:
         (self.run_dir / "samples").mkdir(exist_ok=True)
         save_image(picture, self.run_dir / "samples" / f"step_{self.step:07d}.png")
 
+    def evaluate(self) -> None:
+        """Metrics of the current generator, logged as metrics/*; keeps best.pt by `trainer.eval.best`."""
+        settings = EvalSettings.from_config(self.t.eval)
+        with torch.random.fork_rng(devices=[self.device] if self.device.type == "cuda" else []):
+            if self._evaluator is None:  # may train the digits classifier once: keep the training RNG intact
+                self._evaluator = Evaluator(self.cfg.dataset, settings, self.device)
+            self.G.eval()
+            sample = lambda num, seed: generate(self.G, num, self.latent_dim, self.device,  # noqa: E731
+                                                settings.batch_size, seed)
+            self.eval_results, _ = self._evaluator(sample)
+            self.G.train()
+        self._evaluated_at = self.step
+        self.logger.scalars(self.step, {f"metrics/{k}": v for k, v in self.eval_results.items()})
+        ui.console.print(f"step {self.step} eval: " + ", ".join(f"{k} {v:.4g}" for k, v in self.eval_results.items()),
+                         highlight=False, soft_wrap=True)
+        name = self.t.eval.best
+        if name is None:
+            return
+        if name not in self.eval_results:
+            raise ConfigError(f"trainer.eval.best={name} is not among the metrics computed: "
+                              f"{', '.join(self.eval_results)}.")
+        value = self.eval_results[name]
+        better = self.best is None or (value < self.best["value"] if lower_is_better(name) else value > self.best["value"])
+        if better:
+            self.best = {"metric": name, "value": value, "step": self.step}
+            save_atomic(self.state_dict(), self.ckpt_dir / "best.pt")
+
     def state_dict(self) -> dict[str, Any]:
         return {
             "version": 1, "step": self.step,
@@ -210,6 +246,9 @@ class Trainer:
                     "cuda": torch.cuda.get_rng_state_all() if self.device.type == "cuda" else []},
             "fixed_z": self.fixed_z.cpu(), "fixed_y": self.fixed_y.cpu(),
             "config": OmegaConf.to_container(self.cfg, resolve=True),
+            "best": self.best,
+            "data": {"name": self.data.name, "kind": self.data.kind, "shape": list(self.data.shape),
+                     "num_classes": self.data.num_classes},
         }
 
     def save(self) -> None:
@@ -242,6 +281,7 @@ class Trainer:
                 f"Resume with the config it was trained with (its run folder's .hydra/config.yaml)."
             ) from None
         self.step = int(state["step"])
+        self.best = state.get("best")
         torch.set_rng_state(state["rng"]["cpu"])
         if self.device.type == "cuda" and len(state["rng"]["cuda"]) == torch.cuda.device_count():
             torch.cuda.set_rng_state_all(state["rng"]["cuda"])

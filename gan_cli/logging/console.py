@@ -83,6 +83,18 @@ def print_summary(rows: dict[str, str], title: str = "run summary") -> None:
     console.print(table)
 
 
+def print_metrics(results: dict[str, float], protocol: dict[str, Any]) -> None:
+    table = Table(title="metrics", title_justify="left",
+                  caption=f"{protocol['extractor']} features, {protocol['num_fake']} fake vs {protocol['num_real']} "
+                          f"real samples, seed {protocol['seed']}", caption_justify="left")
+    table.add_column("metric", style="bold")
+    table.add_column("value", justify="right")
+    for name, value in results.items():
+        table.add_row(name, f"{value:.4f}" if abs(value) < 1e4 else f"{value:.4g}")
+    console.print(table)
+    console.print("seconds: " + ", ".join(f"{k} {v:.2f}" for k, v in protocol["seconds"].items()), highlight=False)
+
+
 def print_error(message: str, title: str = "error") -> None:
     error_console.print(Panel(message, title=f"[bold red]{title}[/]", border_style="red", expand=False), highlight=False)
 

@@ -1,0 +1,56 @@
+"""A trained generator back from its checkpoint, for sampling and evaluation."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from omegaconf import DictConfig, OmegaConf
+from torch import Tensor, nn
+
+from gan_cli.engine.build import build
+from gan_cli.engine.checkpoint import find_checkpoint, load_checkpoint
+
+
+@dataclass
+class Restored:
+    generator: nn.Module  # in eval mode, on the requested device
+    latent_dim: int
+    data: dict  # name, kind ("image" | "points"), shape, num_classes of the training data
+    config: DictConfig  # the run's resolved config
+    step: int
+    checkpoint: Path
+    run_dir: Path  # the run folder the checkpoint belongs to (its parent if it is loose)
+    used_ema: bool
+
+    @property
+    def conditional(self) -> bool:
+        return bool(getattr(self.generator, "conditional", False))
+
+
+def load_generator(ckpt: str | Path, device: torch.device, ema: bool = True) -> Restored:
+    """Rebuild G from the config stored in `ckpt` (a file or run folder); EMA weights if any."""
+    path = find_checkpoint(ckpt)
+    state = load_checkpoint(path, map_location="cpu")  # works for runs trained on a GPU
+    cfg = OmegaConf.create(state["config"])
+    data = state["data"]
+    models = build("model", cfg.model, shape=tuple(data["shape"]), num_classes=data["num_classes"])
+    use_ema = ema and state.get("ema") is not None
+    models.generator.load_state_dict(state["ema"] if use_ema else state["generator"])
+    run_dir = path.parent.parent if path.parent.name == "checkpoints" else path.parent
+    return Restored(models.generator.to(device).eval(), models.latent_dim, data, cfg, int(state["step"]),
+                    path, run_dir, use_ema)
+
+
+@torch.no_grad()
+def generate(G: nn.Module, num: int, latent_dim: int, device: torch.device, batch_size: int = 256,
+             seed: int = 0, labels: Tensor | None = None, z: Tensor | None = None) -> Tensor:
+    """`num` samples from G in batches, on the CPU: (num, *shape). Repeatable for a seed."""
+    if z is None:
+        z = torch.randn(num, latent_dim, generator=torch.Generator().manual_seed(seed))
+    out = []
+    for start in range(0, num, batch_size):
+        zb = z[start : start + batch_size].to(device)
+        yb = None if labels is None else labels[start : start + batch_size].to(device)
+        out.append(G(zb, yb).float().cpu())
+    return torch.cat(out)

@@ -1,0 +1,39 @@
+"""`gan eval`: metrics of a trained generator, as a table and as <run>/eval.json."""
+from __future__ import annotations
+
+import json
+from functools import partial
+from pathlib import Path
+
+import hydra
+from omegaconf import DictConfig
+
+from gan_cli.config import config_dir
+from gan_cli.engine.device import resolve_device
+from gan_cli.engine.restore import generate, load_generator
+from gan_cli.hydra_app import report_errors
+from gan_cli.logging.console import console, print_metrics
+from gan_cli.metrics.evaluate import EvalSettings, Evaluator
+
+
+@hydra.main(version_base="1.3", config_path=config_dir(), config_name="eval")
+@report_errors
+def main(cfg: DictConfig) -> dict:
+    device = resolve_device(cfg.device)
+    run = load_generator(cfg.ckpt, device, ema=cfg.ema)
+    settings = EvalSettings.from_config(cfg)
+    evaluator = Evaluator(run.config.dataset, settings, device)
+    sample = partial(generate, run.generator, latent_dim=run.latent_dim, device=device, batch_size=settings.batch_size)
+    results, protocol = evaluator(lambda num, seed: sample(num=num, seed=seed))
+    protocol.update({"checkpoint": str(run.checkpoint), "step": run.step,
+                     "generator": "ema" if run.used_ema else "live", "device": str(device)})
+    out = Path(cfg.out) if cfg.out else run.run_dir / "eval.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps({"metrics": results, "protocol": protocol}, indent=2) + "\n")
+    print_metrics(results, protocol)
+    console.print(f"wrote [bold]{out}[/]")
+    return results
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,216 @@
+"""The evaluation protocol: real reference features (cached), generated samples, metrics.
+
+One `Evaluator` serves `gan eval` and evaluation during training. It picks the feature
+space from the data (the digits classifier for digits, the FID Inception for other images,
+the raw coordinates for 2D points), caches the real data's features keyed by everything
+that changes them, and records the protocol next to every value.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+from omegaconf import DictConfig, OmegaConf
+from torch import Tensor
+
+from gan_cli import metrics as M
+from gan_cli.data.base import GanData
+from gan_cli.data.embedded import MIXTURES, modes
+from gan_cli.engine.build import build
+from gan_cli.engine.checkpoint import save_atomic
+from gan_cli.errors import ConfigError
+
+METRICS = ("fd", "kid", "is", "pr", "dc", "classes", "memorisation", "modes")
+_LOWER_IS_BETTER = ("fid", "fd", "kid", "class_kl", "kl_uniform", "copy_fraction")
+
+
+def lower_is_better(name: str) -> bool:
+    return name.split("_digits")[0] in _LOWER_IS_BETTER or name.startswith(("fd_", "kid_"))
+
+
+@dataclass
+class EvalSettings:
+    metrics: list[str]
+    num_fake: int = 10_000
+    num_real: int = 10_000
+    batch_size: int = 500
+    seed: int = 0
+    extractor: str = "auto"  # auto | digits | inception | raw
+    inception_weights: str | None = None
+    cache_dir: str = "outputs/.cache"
+
+    @classmethod
+    def from_config(cls, cfg: Any) -> "EvalSettings":
+        fields = {k: cfg[k] for k in cls.__dataclass_fields__ if k in cfg}
+        fields["metrics"] = list(fields.get("metrics") or ["auto"])
+        return cls(**fields)
+
+
+class Evaluator:
+    def __init__(self, dataset_cfg: DictConfig, settings: EvalSettings, device: torch.device):
+        self.settings, self.device = settings, device
+        self.dataset_cfg = dataset_cfg
+        self.data: GanData = build("dataset", dataset_cfg)
+        self.extractor = self._extractor()
+        self.metrics = self._resolve_metrics(settings.metrics)
+        self.real_features, self.real_logits, self.reference_hash = self._reference("train", self.dataset_cfg)
+        self.heldout_features = None
+        if "memorisation" in self.metrics:
+            self.heldout_features = self._reference("heldout", heldout_config(dataset_cfg))[0]
+
+    # ------------------------------------------------------------------ set-up
+    def _extractor(self):
+        choice = self.settings.extractor
+        if choice == "auto":
+            choice = "raw" if self.data.kind == "points" else ("digits" if self.data.name == "digits" else "inception")
+        if choice == "raw":
+            return None
+        if self.data.kind == "points":
+            raise ConfigError(f"extractor={choice} embeds images, but {self.data.name} is 2D points; use extractor=raw.")
+        if choice == "digits":
+            from gan_cli.metrics.extractors.digits import load_digits_classifier
+
+            return load_digits_classifier(self.settings.cache_dir).to(self.device)
+        if choice == "inception":
+            from gan_cli.metrics.extractors.inception import load_fid_inception
+
+            return load_fid_inception(self.settings.inception_weights).to(self.device)
+        raise ConfigError(f"extractor={choice!r} is not a feature extractor; valid: auto, digits, inception, raw.")
+
+    def _resolve_metrics(self, asked: list[str]) -> list[str]:
+        if asked == ["auto"]:
+            asked = ["modes", "fd", "kid", "pr"] if self.data.kind == "points" else ["fd", "kid", "is", "pr", "dc"]
+            if self.extractor_name == "digits_cnn":
+                asked.append("classes")
+            if heldout_config(self.dataset_cfg, strict=False) is not None:
+                asked.append("memorisation")
+        unknown = [m for m in asked if m not in METRICS]
+        if unknown:
+            raise ConfigError(f"metrics={unknown} not known; valid metrics: {', '.join(METRICS)} (or auto).")
+        if "modes" in asked and self.data.name not in MIXTURES:
+            raise ConfigError(f"metric `modes` needs a 2D Gaussian mixture ({', '.join(MIXTURES)}), not {self.data.name}.")
+        if ("is" in asked or "classes" in asked) and self.extractor is None:
+            raise ConfigError("metrics `is` and `classes` need a classifier; 2D points have none.")
+        if "classes" in asked and self.extractor_name != "digits_cnn":
+            raise ConfigError("metric `classes` needs a classifier of the dataset's own classes (extractor=digits).")
+        if "memorisation" in asked:
+            heldout_config(self.dataset_cfg)  # raises with the fix if there is no held-out split
+        return asked
+
+    @property
+    def extractor_name(self) -> str:
+        return "raw" if self.extractor is None else self.extractor.name
+
+    def _embed(self, x: Tensor) -> tuple[Tensor, Tensor | None]:
+        """Features (and logits) of samples, in batches, on the CPU."""
+        if self.extractor is None:
+            return x.flatten(1).float(), None
+        feats, logits = [], []
+        for start in range(0, len(x), self.settings.batch_size):
+            f, l = self.extractor.features_and_logits(x[start : start + self.settings.batch_size].to(self.device))
+            feats.append(f.cpu())
+            logits.append(l.cpu())
+        return torch.cat(feats), torch.cat(logits)
+
+    def _reference(self, split: str, dataset_cfg: DictConfig) -> tuple[Tensor, Tensor | None, str]:
+        """Real features for `split`, from the cache when the same protocol computed them before."""
+        key = {"dataset": OmegaConf.to_container(dataset_cfg, resolve=True), "split": split,
+               "extractor": self.extractor_name, "weights": getattr(self.extractor, "weights_hash", ""),
+               "num_real": self.settings.num_real, "seed": self.settings.seed, "version": 1}
+        digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()
+        path = Path(self.settings.cache_dir) / f"reference_{digest[:16]}.pt"
+        if path.is_file():
+            cached = torch.load(path, weights_only=True)
+            return cached["features"], cached["logits"], digest
+        data = self.data if split == "train" else build("dataset", dataset_cfg)
+        feats, logits = self._embed(real_samples(data, self.settings.num_real, self.settings.seed))
+        save_atomic({"features": feats, "logits": logits, "key": json.dumps(key)}, path)
+        return feats, logits, digest
+
+    # ------------------------------------------------------------------ evaluation
+    def __call__(self, sample: Callable[[int, int], Tensor]) -> tuple[dict[str, float], dict[str, Any]]:
+        """`sample(num, seed)` -> generated samples on the CPU; returns (metrics, protocol)."""
+        start = time.perf_counter()
+        fake = sample(self.settings.num_fake, self.settings.seed)
+        timings = {"generate": time.perf_counter() - start}
+        start = time.perf_counter()
+        fake_feats, fake_logits = self._embed(fake)
+        timings["embed"] = time.perf_counter() - start
+        suffix = {"digits_cnn": "_digits"}.get(self.extractor_name, "")
+        fd_name = "fid" if self.extractor_name == "inception_fid" else f"fd{suffix}"
+        results: dict[str, float] = {}
+        for metric in self.metrics:
+            start = time.perf_counter()
+            results.update(self._metric(metric, fake, fake_feats, fake_logits, suffix, fd_name))
+            timings[metric] = time.perf_counter() - start
+        return results, self.protocol(timings)
+
+    def _metric(self, metric, fake, fake_feats, fake_logits, suffix, fd_name) -> dict[str, float]:
+        real = self.real_features
+        if metric == "fd":
+            return {fd_name: M.frechet_distance(*M.feature_stats(real), *M.feature_stats(fake_feats))}
+        if metric == "kid":
+            mean, std = M.kernel_inception_distance(real, fake_feats, seed=self.settings.seed)
+            return {f"kid{suffix}": mean, f"kid{suffix}_std": std}
+        if metric == "is":
+            mean, std = M.inception_score_from_logits(fake_logits)
+            return {f"is{suffix}": mean, f"is{suffix}_std": std}
+        if metric == "pr":
+            return M.precision_recall(real, fake_feats)
+        if metric == "dc":
+            return M.density_coverage(real, fake_feats)
+        if metric == "classes":
+            return M.class_stats(fake_logits.argmax(1), self.data.num_classes)
+        if metric == "memorisation":
+            return M.memorisation_stats(fake_feats, real, self.heldout_features)
+        if metric == "modes":
+            centres, std = modes(self.data.name)
+            return M.mode_stats(fake.flatten(1), centres, std)
+        raise AssertionError(metric)
+
+    def protocol(self, timings: dict[str, float]) -> dict[str, Any]:
+        return {
+            "extractor": self.extractor_name,
+            "extractor_weights_sha256": getattr(self.extractor, "weights_hash", None),
+            "extractor_test_accuracy": getattr(self.extractor, "test_accuracy", None),
+            "resize": getattr(self.extractor, "resize", "none (raw coordinates)"),
+            "dataset": self.data.name,
+            "num_real": len(self.real_features),
+            "num_heldout": None if self.heldout_features is None else len(self.heldout_features),
+            "num_fake": self.settings.num_fake,
+            "seed": self.settings.seed,
+            "reference_sha256": self.reference_hash,
+            "seconds": {k: round(v, 3) for k, v in timings.items()},
+        }
+
+
+def real_samples(data: GanData, num: int, seed: int) -> Tensor:
+    """Up to `num` real samples, a fixed random subset when the dataset is larger."""
+    n = len(data)
+    idx = torch.randperm(n, generator=torch.Generator().manual_seed(seed))[:num] if num < n else torch.arange(n)
+    if data.in_memory:
+        return data.dataset.tensors[0][idx]
+    return torch.stack([data.dataset[int(i)][0] for i in idx])
+
+
+def heldout_config(dataset_cfg: DictConfig, strict: bool = True) -> DictConfig | None:
+    """The same dataset's held-out split: digits split=heldout, torchvision train=false."""
+    cfg = OmegaConf.create(OmegaConf.to_container(dataset_cfg, resolve=True))
+    if cfg.get("split") == "train":
+        cfg.split = "heldout"
+        return cfg
+    if cfg.get("train") is True:
+        cfg.train = False
+        return cfg
+    if strict:
+        raise ConfigError(
+            "metric `memorisation` compares samples with training data and with held-out data the GAN never saw, "
+            "so the run must have trained on a split: dataset=digits dataset.split=train, or a torchvision "
+            "dataset with dataset.train=true (its test split is held out)."
+        )
+    return None

@@ -1,0 +1,92 @@
+"""`gan sample`: a PNG grid or an .npz of samples from a trained generator."""
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import hydra
+import numpy as np
+import torch
+from omegaconf import DictConfig
+from torchvision.utils import save_image
+
+from gan_cli.config import config_dir
+from gan_cli.data.embedded import MIXTURES, modes
+from gan_cli.engine.device import resolve_device
+from gan_cli.engine.restore import Restored, generate, load_generator
+from gan_cli.errors import ConfigError
+from gan_cli.hydra_app import report_errors
+from gan_cli.logging.console import console
+from gan_cli.logging.pictures import image_grid, plot_extent, scatter_picture
+
+
+def slerp(a: torch.Tensor, b: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+    """Spherical interpolation between rows a and b (B, D) at fractions t (T,) -> (B, T, D)."""
+    a_n, b_n = a / a.norm(dim=1, keepdim=True), b / b.norm(dim=1, keepdim=True)
+    omega = torch.acos((a_n * b_n).sum(1).clamp(-1, 1))[:, None, None]  # (B, 1, 1)
+    t = t[None, :, None]
+    so = torch.sin(omega).clamp_min(1e-8)
+    return (torch.sin((1 - t) * omega) * a[:, None] + torch.sin(t * omega) * b[:, None]) / so
+
+
+def latents(cfg: DictConfig, latent_dim: int) -> tuple[torch.Tensor, int]:
+    """z for the requested mode, and the grid's row length."""
+    g = torch.Generator().manual_seed(cfg.seed)
+    if cfg.mode == "random":
+        return torch.randn(cfg.num, latent_dim, generator=g), int(math.ceil(math.sqrt(cfg.num)))
+    if cfg.mode == "interp":
+        rows = max(1, cfg.num // cfg.interp_steps)
+        ends = torch.randn(2, rows, latent_dim, generator=g)
+        z = slerp(ends[0], ends[1], torch.linspace(0, 1, cfg.interp_steps))  # (rows, steps, D)
+        return z.reshape(-1, latent_dim), cfg.interp_steps
+    raise ConfigError(f"mode={cfg.mode!r} is not a sampling mode. Valid: random, interp.")
+
+
+def labels_for(cfg: DictConfig, run: Restored, num: int) -> torch.Tensor | None:
+    classes = run.data["num_classes"]
+    if cfg.label is None:
+        return (torch.arange(num) % classes) if run.conditional else None
+    if not run.conditional:
+        raise ConfigError(f"label={cfg.label} needs a conditional model, but {run.checkpoint} holds an "
+                          f"unconditional one; leave label unset.")
+    if not 0 <= int(cfg.label) < classes:
+        raise ConfigError(f"label={cfg.label} is not a class of this run: valid labels are 0 to {classes - 1}.")
+    return torch.full((num,), int(cfg.label))
+
+
+def write(samples: torch.Tensor, labels: torch.Tensor | None, run: Restored, out: Path, nrow: int) -> None:
+    out.parent.mkdir(parents=True, exist_ok=True)
+    if out.suffix == ".npz":
+        arrays = {"samples": samples.numpy().astype(np.float32)}
+        if labels is not None:
+            arrays["labels"] = labels.numpy()
+        np.savez(out, **arrays)
+    elif out.suffix.lower() in (".png", ".jpg", ".jpeg"):
+        if run.data["kind"] == "points":
+            real = modes(run.data["name"])[0] if run.data["name"] in MIXTURES else samples[:0]  # (K, 2) centres
+            picture = scatter_picture(samples, real, plot_extent(torch.cat([real, samples])))
+        else:
+            picture = image_grid(samples, nrow=nrow)
+        save_image(picture, out)
+    else:
+        raise ConfigError(f"out={out} must end in .png (an image grid) or .npz (raw arrays).")
+
+
+@hydra.main(version_base="1.3", config_path=config_dir(), config_name="sample")
+@report_errors
+def main(cfg: DictConfig) -> None:
+    if cfg.num <= 0 or cfg.batch_size <= 0:
+        raise ConfigError(f"num and batch_size must be positive (got num={cfg.num}, batch_size={cfg.batch_size}).")
+    device = resolve_device(cfg.device)
+    run = load_generator(cfg.ckpt, device, ema=cfg.ema)
+    z, nrow = latents(cfg, run.latent_dim)
+    labels = labels_for(cfg, run, len(z))
+    samples = generate(run.generator, len(z), run.latent_dim, device, cfg.batch_size, labels=labels, z=z)
+    out = Path(cfg.out) if cfg.out else run.run_dir / "samples" / f"sample_{cfg.mode}_seed{cfg.seed}.png"
+    write(samples, labels, run, out, nrow)
+    console.print(f"wrote {len(samples)} samples {tuple(samples.shape[1:])} from step {run.step} "
+                  f"({'EMA' if run.used_ema else 'live'} generator) to [bold]{out}[/]")
+
+
+if __name__ == "__main__":
+    main()
