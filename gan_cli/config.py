@@ -31,10 +31,18 @@ class TrainEvalConfig:
 
 
 @dataclass
+class EmaConfig:
+    enabled: bool = False  # samples, checkpoints' `ema` and evaluation then use the averaged G
+    decay: float = 0.999
+    warmup: bool = True  # decay ramps as min(decay, (1 + t) / (10 + t))
+
+
+@dataclass
 class TrainerConfig:
     max_steps: int = 2000  # generator updates
     batch_size: int = 64
     n_critic: int = 1  # discriminator updates per generator update
+    g_steps: int = 1  # generator updates per iteration
     device: str = "auto"  # auto (CUDA, then MPS, then CPU) | cpu | cuda | cuda:N | mps
     seed: int = 0
     log_every: int = 50  # steps between scalar logs (and the NaN check)
@@ -44,6 +52,9 @@ class TrainerConfig:
     resume: Optional[str] = None  # null | auto | PATH (checkpoint file or run folder)
     num_samples: int = 64  # size of the fixed-noise sample grid
     num_workers: int = 2  # DataLoader workers for datasets streamed from disk
+    ema: EmaConfig = field(default_factory=EmaConfig)
+    lr_decay: str = "none"  # none | linear (to 0 at max_steps) | exponential
+    lr_decay_gamma: float = 0.99  # exponential decay factor per epoch
     eval_every: int = 0  # steps between evaluations (0: never; `gan eval` works on any checkpoint)
     eval: TrainEvalConfig = field(default_factory=TrainEvalConfig)
 
@@ -69,7 +80,7 @@ def config_dir() -> str:
     return str(Path(__file__).resolve().parent.parent / "configs")
 
 
-_POSITIVE = ("max_steps", "batch_size", "n_critic", "log_every", "sample_every", "ckpt_every", "num_samples")
+_POSITIVE = ("max_steps", "batch_size", "n_critic", "g_steps", "log_every", "sample_every", "ckpt_every", "num_samples")
 
 
 def validate_trainer(trainer: Any) -> None:

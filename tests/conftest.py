@@ -6,7 +6,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+import time
+
 import pytest
+import torch
 from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig
 
@@ -42,3 +45,16 @@ def run_gan(*args: str, cwd: Path | None = None, timeout: float = 300, env: dict
 @pytest.fixture
 def run_dir(tmp_path: Path) -> Path:
     return tmp_path / "run"
+
+
+@pytest.fixture(scope="session")
+def digits_cache(tmp_path_factory) -> dict:
+    """Train once per session; record what the first call did."""
+    cache = tmp_path_factory.mktemp("digits_cache")
+    rng_before = torch.get_rng_state()
+    start = time.perf_counter()
+    from gan_cli.metrics.extractors.digits import load_digits_classifier
+
+    model = load_digits_classifier(cache_dir=cache, seed=0)
+    elapsed = time.perf_counter() - start
+    return {"cache": cache, "model": model, "seconds": elapsed, "rng_untouched": torch.equal(rng_before, torch.get_rng_state())}

@@ -59,10 +59,10 @@ class NanAfter:
 
     probabilities = True
 
-    def __init__(self, after: int):
+    def __init__(self, after: int, **loss_options):
         from gan_cli.losses import NonSaturating
 
-        self.inner, self.after, self.calls = NonSaturating(), after, 0
+        self.inner, self.after, self.calls = NonSaturating(**loss_options), after, 0
 
     def d_loss(self, real, fake):
         self.calls += 1

@@ -136,3 +136,27 @@ def test_train_app_returns_the_final_best_metric_for_sweepers(run_dir):
     final_fd = read_events(run_dir / "tb").Scalars("metrics/fd")[-1].value
     assert objective(cfg, result) == pytest.approx(final_fd, rel=1e-6)
     assert objective(compose_cfg(*FAST), {"loss/G": 1.5}) == 1.5  # without evaluation: G's loss
+
+
+def test_eval_digits_offline_with_classifier_and_memorisation(tmp_path, digits_cache):
+    """A digits run trained on the train split: digits-feature metrics, classes and memorisation."""
+    run = tmp_path / "run"
+    train(compose_cfg(*FAST, *TINY_DCGAN, "dataset.split=train"), run)
+    out = run_gan("eval", f"ckpt={run}", "num_fake=300", "num_real=300", f"cache_dir={digits_cache['cache']}")
+    assert out.returncode == 0, out.stderr
+    report = json.loads((run / "eval.json").read_text())
+    metrics, protocol = report["metrics"], report["protocol"]
+    expected = {"fd_digits", "kid_digits", "is_digits", "precision", "recall", "density", "coverage",
+                "class_coverage", "class_kl", "nn_ratio", "copy_fraction"}
+    assert expected <= set(metrics), set(metrics)
+    assert metrics["fd_digits"] > 0 and 1 <= metrics["is_digits"] <= 10
+    assert protocol["extractor"] == "digits_cnn" and protocol["extractor_test_accuracy"] >= 0.97
+    assert protocol["num_heldout"] == 300 and protocol["resize"].startswith("bilinear")
+    assert len(protocol["extractor_weights_sha256"]) == 64
+
+
+def test_eval_inception_without_weights_is_a_clear_error(digits_run, tmp_path):
+    out = run_gan("eval", f"ckpt={digits_run}", "extractor=inception", f"cache_dir={tmp_path}",
+                  env={"TORCH_HOME": str(tmp_path / "torch")})
+    assert out.returncode == 1 and "Traceback" not in out.stderr
+    assert "pt_inception-2015-12-05-6726825d.pth" in out.stderr and "inception_weights" in out.stderr

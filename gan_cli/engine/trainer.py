@@ -12,12 +12,14 @@ from typing import Any
 
 import torch
 from omegaconf import DictConfig, OmegaConf
-from torch import Tensor
 from torchvision.utils import save_image
 
 from gan_cli.config import validate_trainer
 from gan_cli.data.base import GanData
 from gan_cli.engine.batches import BatchStream
+from gan_cli.engine.ema import EMA
+from gan_cli.engine.gan_step import AdversarialStep
+from gan_cli.engine.schedules import lr_schedulers
 from gan_cli.engine.build import build
 from gan_cli.engine.checkpoint import LAST, find_checkpoint, load_checkpoint, save_atomic
 from gan_cli.engine.device import describe_device, resolve_device
@@ -54,76 +56,27 @@ class Trainer:
         classes = max(self.data.num_classes, 1)
         self.fixed_y = (torch.arange(t.num_samples) % classes).to(self.device)  # one label per grid column
 
+        self.ema = EMA(self.G, t.ema.decay, t.ema.warmup) if t.ema.enabled else None
+        self.schedulers = lr_schedulers(t, (self.opt_g, self.opt_d), steps_per_epoch=len(self.data) // t.batch_size)
+
         self.step, consumed, self.best = 0, 0, None
         self.resumed_from = self._resume_path()
         if self.resumed_from is not None:
             consumed = self._load(self.resumed_from)
         self.batches = BatchStream(self.data, t.batch_size, self.device, t.seed, t.num_workers, consumed)
+        self.update = AdversarialStep(self.G, self.D, self.loss, self.opt_g, self.opt_d, self.batches,
+                                      self.latent_dim, self.device, t.n_critic, t.g_steps, self.ema,
+                                      self.schedulers)
         self.ckpt_dir = self.run_dir / "checkpoints"
         self.last_good: Path | None = self.resumed_from
         self._sampled_at = self._saved_at = self._evaluated_at = self.step if self.resumed_from else -1
         self._evaluator: Evaluator | None = None
         self.eval_results: dict[str, float] = {}
 
-    # ---------------------------------------------------------------- one step
-    def train_step(self, log_step: bool) -> None:
-        B, n_critic = self.t.batch_size, self.t.n_critic
-        reuse = n_critic == 1  # the G step can reuse the D step's fake batch (G has not changed)
-        for i in range(n_critic):
-            real, y = self.batches.next()
-            z = torch.randn(B, self.latent_dim, device=self.device)
-            with torch.set_grad_enabled(reuse):
-                fake = self.G(z, y)
-            real_out, fake_out = self.D(real, y), self.D(fake.detach(), y)
-            loss_d = self.loss.d_loss(real_out, fake_out)
-            penalties = self.loss.penalty(self.D, real, fake, y)
-            self.opt_d.zero_grad(set_to_none=True)
-            (loss_d + sum(penalties.values())).backward()  # sum of no penalties is 0
-            if log_step and i == n_critic - 1:
-                self._grad_norm_d = grad_norm(self.D)
-            self.opt_d.step()
-            self.loss.after_d_step(self.D)
-            self._accumulate({"loss/D": loss_d, "D/real": self._score(real_out), "D/fake": self._score(fake_out),
-                              **{f"penalty/{k}": v for k, v in penalties.items()}})
-
-        if not reuse:
-            fake = self.G(torch.randn(B, self.latent_dim, device=self.device), y)
-        self.D.requires_grad_(False)  # G's backward needs no gradients for D's weights
-        fake_out = self.D(fake, y)
-        loss_g = self.loss.g_loss(fake_out)
-        self.opt_g.zero_grad(set_to_none=True)
-        loss_g.backward()
-        if log_step:
-            self._grad_norm_g = grad_norm(self.G)
-        self.opt_g.step()
-        self.D.requires_grad_(True)
-        self._accumulate({"loss/G": loss_g, "D/fake_g": self._score(fake_out)})
-        finite = torch.isfinite(loss_d) & torch.isfinite(loss_g)
-        self._first_bad = torch.where(finite | (self._first_bad >= 0), self._first_bad, self.step + 1)
-
-    def _score(self, out: Tensor) -> Tensor:
-        out = out.detach()
-        return torch.sigmoid(out).mean() if self.loss.probabilities else out.mean()
-
-    def _accumulate(self, values: dict[str, Tensor]) -> None:
-        for k, v in values.items():
-            v = v.detach()
-            self._sums[k] = self._sums[k] + v if k in self._sums else v.clone()
-            self._counts[k] = self._counts.get(k, 0) + 1
-
-    def _read_stats(self) -> dict[str, float]:
-        """Means since the last log step: one device->host copy."""
-        keys = list(self._sums)
-        values = torch.stack([self._sums[k].float() / self._counts[k] for k in keys]).tolist() if keys else []
-        self._sums, self._counts = {}, {}
-        return dict(zip(keys, values))
-
     # ---------------------------------------------------------------- the loop
     def fit(self) -> dict[str, Any]:
         t, run = self.t, self.run_dir
         self.logger = RunLogger(run, tag_help(self.loss.probabilities))
-        self._sums, self._counts = {}, {}
-        self._first_bad = torch.tensor(-1, device=self.device)
         self._log_start()
         ui.console.print(f"device: [bold]{describe_device(self.device)}[/]   run folder: [bold]{run}[/]")
         log.info("device %s, run folder %s, resumed from %s at step %d", describe_device(self.device), run,
@@ -137,7 +90,7 @@ class Trainer:
             while self.step < t.max_steps and not stop.requested:
                 log_now = (self.step + 1) % t.log_every == 0 or self.step + 1 == t.max_steps
                 try:
-                    self.train_step(log_now)
+                    self.update(self.step + 1, measure=log_now)
                 except Exception:
                     if stop.requested:  # Ctrl-C also hits DataLoader workers; keep the last full step
                         break
@@ -146,7 +99,7 @@ class Trainer:
                 bar.advance(self.step)
                 if log_now:
                     now = clock()
-                    stats = self._read_stats()
+                    stats = self.update.stats.read()
                     self._check_finite(stats)
                     stats.update(self._extra_scalars(self.step - window_step, now - window_start))
                     window_start, window_step = now, self.step
@@ -160,7 +113,7 @@ class Trainer:
                 if self.step % t.ckpt_every == 0:
                     self.save()
         interrupted = stop.requested
-        self._check_finite(self._read_stats())
+        self._check_finite(self.update.stats.read())
         if self._sampled_at != self.step:
             self.sample()
         if t.eval_every and self._evaluated_at != self.step:
@@ -175,13 +128,13 @@ class Trainer:
 
     def _extra_scalars(self, steps: int, seconds: float) -> dict[str, float]:
         return {
-            "grad_norm/D": float(self._grad_norm_d), "grad_norm/G": float(self._grad_norm_g),
+            **{f"grad_norm/{k}": float(v) for k, v in self.update.grad_norms.items()},
             "lr/D": self.opt_d.param_groups[0]["lr"], "lr/G": self.opt_g.param_groups[0]["lr"],
             "perf/img_per_s": steps * self.t.batch_size / max(seconds, 1e-9),
         }
 
     def _check_finite(self, stats: dict[str, float]) -> None:
-        bad_step = int(self._first_bad)
+        bad_step = int(self.update.first_bad)
         bad = [k for k, v in stats.items() if not math.isfinite(v)]
         if bad_step < 0 and not bad:
             return
@@ -194,11 +147,18 @@ class Trainer:
         )
 
     # ---------------------------------------------------------------- outputs
+    @property
+    def G_for_outputs(self) -> torch.nn.Module:
+        """The generator that samples, evaluation and `gan sample` use: EMA when it is on."""
+        return self.ema.model if self.ema is not None else self.G
+
     @torch.no_grad()
     def sample(self) -> None:
-        self.G.eval()
-        fake = self.G(self.fixed_z, self.fixed_y)
-        self.G.train()
+        G = self.G_for_outputs
+        was_training = G.training
+        G.eval()
+        fake = G(self.fixed_z, self.fixed_y)
+        G.train(was_training)
         if self.data.kind == "points":
             picture = scatter_picture(fake, self._real_points, self._extent)
         else:
@@ -214,11 +174,13 @@ class Trainer:
         with torch.random.fork_rng(devices=[self.device] if self.device.type == "cuda" else []):
             if self._evaluator is None:  # may train the digits classifier once: keep the training RNG intact
                 self._evaluator = Evaluator(self.cfg.dataset, settings, self.device)
-            self.G.eval()
-            sample = lambda num, seed: generate(self.G, num, self.latent_dim, self.device,  # noqa: E731
+            G = self.G_for_outputs
+            was_training = G.training
+            G.eval()
+            sample = lambda num, seed: generate(G, num, self.latent_dim, self.device,  # noqa: E731
                                                 settings.batch_size, seed)
             self.eval_results, _ = self._evaluator(sample)
-            self.G.train()
+            G.train(was_training)
         self._evaluated_at = self.step
         self.logger.scalars(self.step, {f"metrics/{k}": v for k, v in self.eval_results.items()})
         ui.console.print(f"step {self.step} eval: " + ", ".join(f"{k} {v:.4g}" for k, v in self.eval_results.items()),
@@ -238,9 +200,11 @@ class Trainer:
     def state_dict(self) -> dict[str, Any]:
         return {
             "version": 1, "step": self.step,
-            "generator": self.G.state_dict(), "discriminator": self.D.state_dict(), "ema": None,
+            "generator": self.G.state_dict(), "discriminator": self.D.state_dict(),
+            "ema": self.ema.state_dict() if self.ema else None, "ema_updates": self.ema.updates if self.ema else 0,
             "opt_g": self.opt_g.state_dict(), "opt_d": self.opt_d.state_dict(),
-            "sched_g": None, "sched_d": None, "scaler": None,
+            "sched_g": self.schedulers[0].state_dict() if self.schedulers else None,
+            "sched_d": self.schedulers[1].state_dict() if self.schedulers else None, "scaler": None,
             "batches_consumed": self.batches.consumed,
             "rng": {"cpu": torch.get_rng_state(),
                     "cuda": torch.cuda.get_rng_state_all() if self.device.type == "cuda" else []},
@@ -275,6 +239,12 @@ class Trainer:
             self.D.load_state_dict(state["discriminator"])
             self.opt_g.load_state_dict(state["opt_g"])
             self.opt_d.load_state_dict(state["opt_d"])
+            if self.ema is not None:
+                self.ema.load_state_dict(state["ema"] if state.get("ema") else self.G.state_dict(),
+                                         state.get("ema_updates", 0))
+            for scheduler, key in zip(self.schedulers, ("sched_g", "sched_d")):
+                if state.get(key):
+                    scheduler.load_state_dict(state[key])
         except (RuntimeError, ValueError, KeyError) as e:
             raise CheckpointError(
                 f"Checkpoint {path} does not match this run's model or optimizer: {str(e).splitlines()[0]}. "
@@ -317,11 +287,6 @@ class Trainer:
         if interrupted:
             rows["resume"] = f"gan train trainer.resume={self.ckpt_dir / LAST} ..."
         ui.print_summary(rows)
-
-
-def grad_norm(module: torch.nn.Module) -> Tensor:
-    grads = [p.grad for p in module.parameters() if p.grad is not None]
-    return torch.nn.utils.get_total_norm(grads) if grads else torch.zeros(())
 
 
 def flatten(tree: dict, prefix: str = "") -> dict[str, Any]:

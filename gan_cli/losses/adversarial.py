@@ -10,9 +10,13 @@ Every loss has one interface:
 """
 from __future__ import annotations
 
+import math
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+
+from gan_cli.errors import ConfigError
 
 
 class GanLoss:
@@ -40,12 +44,33 @@ class Minimax(GanLoss):
 
     Its gradient vanishes when D confidently rejects fakes, which is why `NonSaturating`
     exists; kept for the record and for demonstrating that failure.
+
+    Label tricks (both change only D's targets; G's target stays 1 and the fake label stays 0):
+      real_label  one-sided label smoothing (Salimans et al. 2016): D's target for real
+                  samples; 0.9 is the usual value, 1.0 (default) is plain BCE.
+      flip_prob   noisy labels: each of D's targets is swapped with the other class's
+                  (real_label <-> 0) with this probability, drawn per sample with
+                  torch.rand on the logits' device; 0.0 (default) draws nothing.
     """
 
     probabilities = True
 
+    def __init__(self, real_label: float = 1.0, flip_prob: float = 0.0):
+        self.real_label = _check_range("loss.real_label", real_label, 0.5, 1.0, low_open=True,
+                                       hint="1.0 (no smoothing) or 0.9 (one-sided label smoothing)")
+        self.flip_prob = _check_range("loss.flip_prob", flip_prob, 0.0, 1.0, low_open=False,
+                                      hint="0.0 (no flips) or a small probability such as 0.05")
+
     def d_loss(self, real, fake):
-        return F.softplus(-real).mean() + F.softplus(fake).mean()
+        if self.real_label == 1.0 and self.flip_prob == 0.0:
+            return F.softplus(-real).mean() + F.softplus(fake).mean()
+        real_t = torch.full_like(real, self.real_label)
+        fake_t = torch.zeros_like(fake)
+        if self.flip_prob > 0.0:
+            real_t = torch.where(torch.rand(real.shape, device=real.device) < self.flip_prob, 0.0, real_t)
+            fake_t = torch.where(torch.rand(fake.shape, device=fake.device) < self.flip_prob, self.real_label, fake_t)
+        return (F.binary_cross_entropy_with_logits(real, real_t.to(real.dtype))
+                + F.binary_cross_entropy_with_logits(fake, fake_t.to(fake.dtype)))
 
     def g_loss(self, fake):
         return -F.softplus(fake).mean()  # = mean log(1 - sigmoid(fake))
@@ -109,6 +134,16 @@ class WassersteinGP(Wasserstein):
 
     def penalty(self, D, real_x, fake_x, y):
         return {"gp": self.gp_weight * gradient_penalty(D, real_x, fake_x, y)}
+
+
+def _check_range(key: str, value, low: float, high: float, low_open: bool, hint: str) -> float:
+    """`value` as a float in (low, high] (low_open) or [low, high], else a ConfigError naming `key`."""
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    ok = ok and (low < value if low_open else low <= value) and value <= high
+    if not ok:
+        interval = f"{'(' if low_open else '['}{low}, {high}]"
+        raise ConfigError(f"{key} must be a number in {interval}; got {value!r}. Use {hint}.")
+    return float(value)
 
 
 def gradient_penalty(D: nn.Module, real_x: Tensor, fake_x: Tensor, y: Tensor | None) -> Tensor:

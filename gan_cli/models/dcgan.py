@@ -13,6 +13,7 @@ from torch import Tensor, nn
 
 from gan_cli.errors import ConfigError
 from gan_cli.models.base import GanModels, require_positive_int
+from gan_cli.models.options import check_options, finish, minibatch_layer
 
 VALID_RESOLUTIONS = (16, 32, 64, 128)
 
@@ -55,9 +56,14 @@ class DCGANGenerator(nn.Module):
 
 
 class DCGANDiscriminator(nn.Module):
-    """Image ``(B, C, res, res)`` -> raw logit ``(B,)``."""
+    """Image ``(B, C, res, res)`` -> raw logit ``(B,)``.
 
-    def __init__(self, channels: int, resolution: int, width: int) -> None:
+    ``minibatch="stddev"`` adds one channel before the final 4x4 conv; ``"discrimination"``
+    replaces that conv by Flatten, minibatch discrimination and a Linear. ``"none"`` (the
+    default) is exactly pytorch/examples' netD.
+    """
+
+    def __init__(self, channels: int, resolution: int, width: int, minibatch: str = "none") -> None:
         super().__init__()
         num_blocks = int(math.log2(resolution)) - 3  # BN blocks after the input layer
         layers: list[nn.Module] = [
@@ -72,7 +78,13 @@ class DCGANDiscriminator(nn.Module):
                 nn.BatchNorm2d(out_ch),
                 nn.LeakyReLU(0.2, inplace=True),
             ]
-        layers.append(nn.Conv2d(out_ch, 1, 4, 1, 0, bias=False))  # (B, 1, 1, 1)
+        if minibatch == "discrimination":
+            extra, features = minibatch_layer(minibatch, out_ch * 16)
+            layers += [nn.Flatten(), *extra, nn.Linear(features, 1)]  # (B, 1)
+        else:
+            extra, out_ch = minibatch_layer(minibatch, out_ch, spatial=True)
+            layers += extra
+            layers.append(nn.Conv2d(out_ch, 1, 4, 1, 0, bias=False))  # (B, 1, 1, 1)
         self.main = nn.Sequential(*layers)
 
     def forward(self, x: Tensor, y: Tensor | None = None) -> Tensor:
@@ -103,14 +115,22 @@ def build(
     latent_dim: int = 100,
     g_width: int = 64,
     d_width: int = 64,
+    spectral_norm: str = "none",
+    minibatch: str = "none",
+    pack: int = 1,
 ) -> GanModels:
-    """Build the DCGAN pair for square images; ``num_classes`` is unused for now."""
+    """Build the DCGAN pair for square images; ``num_classes`` is unused for now.
+
+    ``spectral_norm``, ``minibatch`` and ``pack`` are the D options of
+    :mod:`gan_cli.models.options`; at their defaults the pair is pytorch/examples' DCGAN.
+    """
     channels, resolution = check_image_shape(tuple(int(s) for s in shape))
     require_positive_int("latent_dim", latent_dim)
     require_positive_int("g_width", g_width)
     require_positive_int("d_width", d_width)
+    check_options("dcgan", spectral_norm, minibatch, pack, conditional=False)
     generator = DCGANGenerator(latent_dim, channels, resolution, g_width)
-    discriminator = DCGANDiscriminator(channels, resolution, d_width)
+    discriminator = DCGANDiscriminator(channels * pack, resolution, d_width, minibatch)
     generator.apply(init_dcgan_weights)
     discriminator.apply(init_dcgan_weights)
-    return GanModels(generator, discriminator, latent_dim)
+    return finish(GanModels(generator, discriminator, latent_dim), spectral_norm, pack)

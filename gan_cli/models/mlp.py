@@ -11,6 +11,7 @@ from torch import Tensor, nn
 
 from gan_cli.errors import ConfigError
 from gan_cli.models.base import GanModels, require_positive_int
+from gan_cli.models.options import check_options, finish, minibatch_layer, packed_shape
 
 # Defaults for ``None`` (auto), by data kind. The points values come from 2000-step runs on
 # the 8-Gaussian ring (Adam 2e-4, batch 64, non-saturating loss): with z of 64 (or 8) dims
@@ -56,10 +57,18 @@ class MLPGenerator(nn.Module):
 
 
 class MLPDiscriminator(nn.Module):
-    """Sample ``(B, *shape)`` -> raw logit ``(B,)``."""
+    """Sample ``(B, *shape)`` -> raw logit ``(B,)``.
+
+    ``minibatch`` (``stddev`` | ``discrimination``) inserts that layer before the final Linear.
+    """
 
     def __init__(
-        self, shape: tuple[int, ...], hidden_dim: int, num_layers: int, dropout: float
+        self,
+        shape: tuple[int, ...],
+        hidden_dim: int,
+        num_layers: int,
+        dropout: float,
+        minibatch: str = "none",
     ) -> None:
         super().__init__()
         layers: list[nn.Module] = []
@@ -69,6 +78,8 @@ class MLPDiscriminator(nn.Module):
             if dropout > 0:
                 layers.append(nn.Dropout(dropout))
             in_dim = hidden_dim
+        extra, in_dim = minibatch_layer(minibatch, in_dim)
+        layers += extra
         layers.append(nn.Linear(in_dim, 1))
         self.main = nn.Sequential(*layers)
 
@@ -84,12 +95,17 @@ def build(
     num_layers: int = 3,
     dropout: float = 0.0,
     g_batchnorm: bool | None = None,
+    spectral_norm: str = "none",
+    minibatch: str = "none",
+    pack: int = 1,
 ) -> GanModels:
     """Build the MLP pair for ``shape``: ``(C, H, W)`` images or ``(2,)`` points.
 
     ``None`` picks the value for the data kind from :data:`AUTO`: images get z of 100,
     512 hidden units and BatchNorm1d in G; points get z of 2, 256 units and no BatchNorm.
     ``num_layers`` counts hidden layers in each network. ``num_classes`` is unused.
+    ``spectral_norm``, ``minibatch`` and ``pack`` are the D options of
+    :mod:`gan_cli.models.options`.
     """
     shape = tuple(int(s) for s in shape)
     if len(shape) not in (1, 3) or min(shape, default=0) < 1:
@@ -109,7 +125,10 @@ def build(
         raise ConfigError(
             f"model.g_batchnorm is {g_batchnorm!r}; use true, false or null (auto: on for images)."
         )
+    check_options("mlp", spectral_norm, minibatch, pack, conditional=False)
     batchnorm = auto["g_batchnorm"] if g_batchnorm is None else g_batchnorm
     generator = MLPGenerator(latent_dim, shape, hidden_dim, num_layers, batchnorm, tanh=is_image)
-    discriminator = MLPDiscriminator(shape, hidden_dim, num_layers, float(dropout))
-    return GanModels(generator, discriminator, latent_dim)
+    discriminator = MLPDiscriminator(
+        packed_shape(shape, pack), hidden_dim, num_layers, float(dropout), minibatch
+    )
+    return finish(GanModels(generator, discriminator, latent_dim), spectral_norm, pack)

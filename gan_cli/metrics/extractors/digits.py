@@ -10,7 +10,6 @@ from __future__ import annotations
 import logging
 import math
 import os
-import tempfile
 import time
 from functools import lru_cache
 from pathlib import Path
@@ -19,6 +18,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from gan_cli.data.embedded import digits_split as split_digits
+from gan_cli.engine.checkpoint import save_atomic
 from gan_cli.metrics.extractors.base import FeatureExtractor, resize_bilinear, state_dict_sha256, to_channels
 
 log = logging.getLogger(__name__)
@@ -79,29 +80,13 @@ def _labels() -> Tensor:
     return torch.as_tensor(load_digits().target, dtype=torch.int64)
 
 
-@lru_cache(maxsize=8)
-def _split(seed: int) -> tuple[Tensor, Tensor]:
-    y = _labels()
-    gen = torch.Generator().manual_seed(int(seed))
-    train, held = [], []
-    for c in range(10):
-        idx = torch.nonzero(y == c).flatten()
-        idx = idx[torch.randperm(len(idx), generator=gen)]
-        n_held = int(round(HELDOUT_FRACTION * len(idx)))
-        held.append(idx[:n_held])
-        train.append(idx[n_held:])
-    return torch.cat(train).sort().values, torch.cat(held).sort().values
-
-
 def digits_split(seed: int = 0) -> tuple[Tensor, Tensor]:
-    """Stratified 80/20 split of the 1797 embedded digits: ``(train_idx, heldout_idx)``, sorted int64.
+    """The stratified 80/20 split of the digits (``dataset.split=train|heldout``): sorted indices.
 
-    Deterministic for a given ``seed`` (20% of every class, rounded, is held out: 359 images for
-    seed 0). The digits CNN is trained on ``train_idx`` only, so ``heldout_idx`` can serve for
-    memorisation checks and for an unbiased test accuracy.
+    The digits CNN trains on the train part only, so the held-out part gives an unbiased
+    test accuracy and serves memorisation checks of GANs trained with ``dataset.split=train``.
     """
-    train, held = _split(int(seed))
-    return train.clone(), held.clone()
+    return split_digits(_labels(), HELDOUT_FRACTION, seed)
 
 
 def _shift(x: Tensor, gen: torch.Generator, max_shift: int = MAX_SHIFT) -> Tensor:
@@ -191,25 +176,15 @@ def _load_cached(file: Path, seed: int) -> DigitsCNN | None:
     return model
 
 
-def _save_atomic(model: DigitsCNN, file: Path) -> None:
-    file.parent.mkdir(parents=True, exist_ok=True)
-    blob = {
+def _save(model: DigitsCNN, file: Path) -> None:
+    save_atomic({
         "version": VERSION,
         "state_dict": model.state_dict(),
         "test_accuracy": float(model.test_accuracy),
         "split_seed": int(model.split_seed),
         "weights_hash": model.weights_hash,
         "train_seconds": float(model.train_seconds),
-    }
-    fd, tmp = tempfile.mkstemp(prefix=f".{file.name}.", suffix=".tmp", dir=file.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(blob, f)
-        os.replace(tmp, file)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
+    }, file)
 
 
 def load_digits_classifier(cache_dir: str | Path = "outputs/.cache", seed: int = 0) -> DigitsCNN:
@@ -226,7 +201,7 @@ def load_digits_classifier(cache_dir: str | Path = "outputs/.cache", seed: int =
     model = _load_cached(file, seed) if file.is_file() else None
     if model is None:
         model = train_digits_classifier(seed)
-        _save_atomic(model, file)
+        _save(model, file)
         log.info("Trained the digits classifier in %.1fs: held-out accuracy %.4f; cached at %s",
                  model.train_seconds, model.test_accuracy, file)
     model.cache_path = str(file)

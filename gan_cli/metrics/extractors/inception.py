@@ -174,7 +174,7 @@ def _missing_message(where: str) -> str:
 
 
 def _resolve(path: str | os.PathLike | None) -> Path:
-    if path is None:
+    if path is None or os.fspath(path) == "":  # an unset config value means the default location
         folder = default_weights_dir()
         candidate = folder / FID_WEIGHTS_NAME
         if not candidate.is_file():
@@ -200,8 +200,9 @@ def load_fid_inception(path: str | os.PathLike | None = None, verify: bool = Tru
     Returns the network on the CPU, in eval mode, with ``weights_hash`` = the file's full sha256.
     """
     file = _resolve(path)
+    explicit = path is not None and os.fspath(path) != ""
     digest = file_sha256(str(file))
-    if (verify or path is None) and not digest.startswith(FID_WEIGHTS_HASH_PREFIX):
+    if (verify or not explicit) and not digest.startswith(FID_WEIGHTS_HASH_PREFIX):
         raise ExtractorError(
             f"The FID Inception weights file {file} has sha256 {digest}, but pytorch-fid's "
             f"{FID_WEIGHTS_NAME} has a sha256 starting with {FID_WEIGHTS_HASH_PREFIX}: the file is corrupt, "

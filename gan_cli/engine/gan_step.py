@@ -1,0 +1,117 @@
+"""One training iteration: n_critic D updates, then g_steps G updates, then EMA and lr schedules.
+
+No host-device synchronisation: statistics are summed on the device (`StatSums`) and read
+once per log step; the first step with a non-finite loss is tracked on the device too.
+"""
+from __future__ import annotations
+
+from typing import Callable
+
+import torch
+from torch import Tensor, nn
+
+from gan_cli.engine.batches import BatchStream
+from gan_cli.engine.ema import EMA
+from gan_cli.losses.adversarial import GanLoss
+
+DInput = Callable[[Tensor, int], Tensor]  # (x, step) -> what D sees (augmentation, instance noise)
+
+
+class StatSums:
+    """Running sums of scalar tensors on the device; `read()` returns the means, one sync."""
+
+    def __init__(self) -> None:
+        self.sums: dict[str, Tensor] = {}
+        self.counts: dict[str, int] = {}
+
+    def add(self, values: dict[str, Tensor]) -> None:
+        for k, v in values.items():
+            v = v.detach()
+            self.sums[k] = self.sums[k] + v if k in self.sums else v.clone()
+            self.counts[k] = self.counts.get(k, 0) + 1
+
+    def read(self) -> dict[str, float]:
+        keys = list(self.sums)
+        values = torch.stack([self.sums[k].float() / self.counts[k] for k in keys]).tolist() if keys else []
+        self.sums, self.counts = {}, {}
+        return dict(zip(keys, values))
+
+
+class AdversarialStep:
+    def __init__(self, G: nn.Module, D: nn.Module, loss: GanLoss, opt_g: torch.optim.Optimizer,
+                 opt_d: torch.optim.Optimizer, batches: BatchStream, latent_dim: int, device: torch.device,
+                 n_critic: int = 1, g_steps: int = 1, ema: EMA | None = None,
+                 schedulers: list | None = None, d_input: DInput | None = None, penalty=None):
+        self.G, self.D, self.loss, self.opt_g, self.opt_d = G, D, loss, opt_g, opt_d
+        self.batches, self.latent_dim, self.device = batches, latent_dim, device
+        self.n_critic, self.g_steps, self.ema = n_critic, g_steps, ema
+        self.schedulers = schedulers or []
+        self.d_input = d_input or (lambda x, step: x)
+        self.penalty = penalty  # an extra penalty on D (R1, R2, DRAGAN, GP), or None
+        self.stats = StatSums()
+        self.first_bad = torch.tensor(-1, device=device)  # first step with a non-finite loss
+        self.grad_norms: dict[str, Tensor] = {}
+
+    def noise(self, batch: int) -> Tensor:
+        return torch.randn(batch, self.latent_dim, device=self.device)
+
+    def score(self, out: Tensor) -> Tensor:
+        """Mean D output as reported: a probability for BCE-style losses, else the raw score."""
+        out = out.detach()
+        return torch.sigmoid(out).mean() if self.loss.probabilities else out.mean()
+
+    def __call__(self, step: int, measure: bool) -> None:
+        """Iteration `step` (1-based). `measure`: also record gradient norms (log steps only)."""
+        reuse = self.n_critic == 1  # the first G update can reuse the D step's fake batch
+        for i in range(self.n_critic):
+            real, y = self.batches.next()
+            with torch.set_grad_enabled(reuse):
+                fake = self.G(self.noise(real.shape[0]), y)
+            loss_d = self.d_update(real, fake, y, step, measure and i == self.n_critic - 1)
+        for i in range(self.g_steps):
+            if i > 0 or not reuse:
+                fake = self.G(self.noise(real.shape[0]), y)
+            loss_g = self.g_update(fake, y, step, measure and i == self.g_steps - 1)
+        if self.ema is not None:
+            self.ema.update(self.G)
+        for scheduler in self.schedulers:
+            scheduler.step()
+        finite = torch.isfinite(loss_d) & torch.isfinite(loss_g)
+        self.first_bad = torch.where(finite | (self.first_bad >= 0), self.first_bad, step)
+
+    def d_update(self, real: Tensor, fake: Tensor, y: Tensor, step: int, measure: bool) -> Tensor:
+        real_in, fake_in = self.d_input(real, step), self.d_input(fake.detach(), step)
+        real_out, fake_out = self.D(real_in, y), self.D(fake_in, y)
+        loss_d = self.loss.d_loss(real_out, fake_out)
+        penalties = self.loss.penalty(self.D, real_in, fake_in, y)
+        if self.penalty is not None:
+            value = self.penalty(self.D, real_in, fake_in, y, step)
+            if value is not None:  # lazy penalties skip most steps
+                penalties[self.penalty.name] = value
+        self.opt_d.zero_grad(set_to_none=True)
+        (loss_d + sum(penalties.values())).backward()  # the sum of no penalties is 0
+        if measure:
+            self.grad_norms["D"] = grad_norm(self.D)
+        self.opt_d.step()
+        self.loss.after_d_step(self.D)
+        self.stats.add({"loss/D": loss_d, "D/real": self.score(real_out), "D/fake": self.score(fake_out),
+                        **{f"penalty/{k}": v for k, v in penalties.items()}})
+        return loss_d
+
+    def g_update(self, fake: Tensor, y: Tensor, step: int, measure: bool) -> Tensor:
+        self.D.requires_grad_(False)  # G's backward needs no gradients for D's weights
+        fake_out = self.D(self.d_input(fake, step), y)
+        loss_g = self.loss.g_loss(fake_out)
+        self.opt_g.zero_grad(set_to_none=True)
+        loss_g.backward()
+        if measure:
+            self.grad_norms["G"] = grad_norm(self.G)
+        self.opt_g.step()
+        self.D.requires_grad_(True)
+        self.stats.add({"loss/G": loss_g, "D/fake_g": self.score(fake_out)})
+        return loss_g
+
+
+def grad_norm(module: nn.Module) -> Tensor:
+    grads = [p.grad for p in module.parameters() if p.grad is not None]
+    return torch.nn.utils.get_total_norm(grads) if grads else torch.zeros(())
