@@ -12,6 +12,7 @@ from typing import Any, Optional
 from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING
 
+from gan_cli.doctor import DoctorConfig
 from gan_cli.errors import ConfigError
 
 
@@ -53,6 +54,12 @@ class TrainerConfig:
     num_samples: int = 64  # size of the fixed-noise sample grid
     num_workers: int = 2  # DataLoader workers for datasets streamed from disk
     ema: EmaConfig = field(default_factory=EmaConfig)
+    augment: list[str] = field(default_factory=list)  # DiffAugment ops on D's inputs: color, translation, cutout
+    instance_noise: float = 0.0  # std of Gaussian noise on D's inputs at step 0 ...
+    instance_noise_steps: int = 0  # ... annealed linearly to 0 by this step (0: by max_steps)
+    mode_seeking: float = 0.0  # MSGAN regulariser weight on G (0: off)
+    nan_policy: str = "stop"  # stop | rollback (reload the last good checkpoint and halve both lrs)
+    doctor: DoctorConfig = field(default_factory=DoctorConfig)
     lr_decay: str = "none"  # none | linear (to 0 at max_steps) | exponential
     lr_decay_gamma: float = 0.99  # exponential decay factor per epoch
     eval_every: int = 0  # steps between evaluations (0: never; `gan eval` works on any checkpoint)
@@ -65,6 +72,7 @@ class TrainConfig:
     loss: Any = MISSING
     optimizer: Any = MISSING
     dataset: Any = MISSING
+    penalty: Any = None  # an extra penalty on D (penalty group); empty: none
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
 
 

@@ -55,7 +55,8 @@ SYMPTOMS = ("non_finite", "d_overpowers_g", "vanishing_gradients", "g_wins", "mo
 class DoctorConfig:
     """Thresholds; trainer.doctor.* in the YAML."""
     enabled: bool = True
-    window: int = 5                     # consecutive log steps a symptom must persist
+    warmup_steps: int = 250             # training steps before symptoms count (early D dominance is normal)
+    window: int = 10                    # consecutive log steps a symptom must persist
     d_wins_real: float = 0.9            # D(x) above ...
     d_wins_fake: float = 0.1            # ... and D(G(z)) below (probabilities)
     g_grad_vanish: float = 1e-3         # G grad norm below this, with D winning
@@ -81,7 +82,7 @@ FIXES = {
     "non_finite": "lower the learning rates (optimizer.generator.lr / optimizer.discriminator.lr), "
                   "use a gradient penalty (experiment=wgan_gp), or trainer.nan_policy=rollback",
     "d_overpowers_g": "loss=nonsaturating; one-sided label smoothing loss.real_label=0.9; optimizer=ttur; "
-                      "experiment=wgan_gp; instance noise on D's inputs",
+                      "experiment=wgan_gp; instance noise trainer.instance_noise=0.1",
     "vanishing_gradients": "if loss=bce (saturating minimax): loss=nonsaturating; otherwise experiment=wgan_gp "
                            "(loss=wgan_gp optimizer=adam_wgan trainer.n_critic=5); loss.real_label=0.9",
     "g_wins": "strengthen D: trainer.n_critic=2 (or more), a lower G lr (optimizer.generator.lr) or optimizer=ttur, "
@@ -213,7 +214,7 @@ class Doctor:
         self._seen += 1
         new = []
         for symptom, (present, message, needed) in self._rules(stats, extra).items():
-            if present is None:
+            if present is None or (step < self.cfg.warmup_steps and symptom != "non_finite"):
                 continue
             if not present:
                 self._streak[symptom], self._active[symptom] = 0, False

@@ -31,7 +31,7 @@ def symptoms(found: list[Finding]) -> list[tuple[str, int]]:
 @pytest.mark.parametrize("probabilities,wasserstein", [(True, False), (False, False), (False, True)])
 def test_quiet_on_healthy_run(probabilities, wasserstein):
     rng = random.Random(0)
-    doc = Doctor(DoctorConfig(), probabilities=probabilities, wasserstein=wasserstein)
+    doc = Doctor(DoctorConfig(window=5, warmup_steps=0), probabilities=probabilities, wasserstein=wasserstein)
     found = run(doc, [healthy(i, rng) for i in range(60)],
                 extra=lambda i: {"diversity_ratio": 0.9 + rng.gauss(0, 0.02), "class_kl": 0.05, "gp_grad_norm": 1.05})
     assert found == [] and doc.summary() == []
@@ -40,7 +40,7 @@ def test_quiet_on_healthy_run(probabilities, wasserstein):
 
 def test_d_overpowers_g_once_per_episode_and_health():
     rng = random.Random(1)
-    doc = Doctor(DoctorConfig(), probabilities=True, wasserstein=False)
+    doc = Doctor(DoctorConfig(window=5, warmup_steps=0), probabilities=True, wasserstein=False)
     assert symptoms(run(doc, [d_wins(i, rng) for i in range(10)])) == [("d_overpowers_g", 4)]   # window fills
     assert doc.health()["health/d_overpowers_g"] == 1.0
     f = doc.summary()[0]
@@ -56,19 +56,19 @@ def test_raw_scores_do_not_trigger_probability_rules():
     rng = random.Random(2)
     seq = [{**d_wins(i, rng), "grad_norm/G": 1e-4 * (1 + 0.01 * i)} for i in range(12)]  # tiny but not collapsing
     for wasserstein in (False, True):
-        doc = Doctor(DoctorConfig(), probabilities=False, wasserstein=wasserstein)
+        doc = Doctor(DoctorConfig(window=5, warmup_steps=0), probabilities=False, wasserstein=wasserstein)
         found = {f.symptom for f in run(doc, seq)}
         assert not found & {"d_overpowers_g", "vanishing_gradients"}
 
 
 def test_vanishing_gradients_with_d_winning_and_by_collapse():
     rng = random.Random(3)
-    doc = Doctor(DoctorConfig(), probabilities=True, wasserstein=False)
+    doc = Doctor(DoctorConfig(window=5, warmup_steps=0), probabilities=True, wasserstein=False)
     found = run(doc, [{**d_wins(i, rng), "grad_norm/G": 1e-5} for i in range(6)])
     assert sorted(symptoms(found)) == [("d_overpowers_g", 4), ("vanishing_gradients", 4)]
     assert "loss=nonsaturating" in found[1].fix or "loss=nonsaturating" in found[0].fix
     # any loss: G's gradient collapses 1000x from its running max
-    doc = Doctor(DoctorConfig(), probabilities=False, wasserstein=False)
+    doc = Doctor(DoctorConfig(window=5, warmup_steps=0), probabilities=False, wasserstein=False)
     seq = [{**healthy(i, rng), "grad_norm/G": 5.0} for i in range(3)] + \
           [{**healthy(i, rng), "grad_norm/G": 1e-3} for i in range(5)]
     assert symptoms(run(doc, seq)) == [("vanishing_gradients", 7)]
@@ -76,7 +76,7 @@ def test_vanishing_gradients_with_d_winning_and_by_collapse():
 
 def test_g_wins_with_raw_scores():
     rng = random.Random(4)
-    doc = Doctor(DoctorConfig(), probabilities=False, wasserstein=False)
+    doc = Doctor(DoctorConfig(window=5, warmup_steps=0), probabilities=False, wasserstein=False)
     seq = [{**healthy(i, rng), "D/real": -0.2, "D/fake": 0.1} for i in range(7)]
     assert symptoms(run(doc, seq)) == [("g_wins", 4)]
     assert "n_critic" in doc.summary()[0].fix
@@ -84,13 +84,13 @@ def test_g_wins_with_raw_scores():
 
 def test_mode_collapse_from_diversity_or_class_kl_and_missing_extra_is_unknown():
     rng = random.Random(5)
-    doc = Doctor(DoctorConfig(), probabilities=True, wasserstein=False)
+    doc = Doctor(DoctorConfig(window=5, warmup_steps=0), probabilities=True, wasserstein=False)
     seq = [healthy(i, rng) for i in range(9)]
     # diversity measured only every other log step: missing values neither count nor reset
     found = run(doc, seq, extra=lambda i: {"diversity_ratio": 0.1} if i % 2 == 0 else None)
     assert symptoms(found) == [("mode_collapse", 8)]
     assert "model.minibatch" in found[0].fix and "model.pack=2" in found[0].fix and "0.1" in found[0].message
-    doc = Doctor(DoctorConfig(), probabilities=True, wasserstein=False)
+    doc = Doctor(DoctorConfig(window=5, warmup_steps=0), probabilities=True, wasserstein=False)
     assert symptoms(run(doc, seq[:5], extra=lambda i: {"class_kl": 1.5})) == [("mode_collapse", 4)]
 
 
@@ -98,7 +98,7 @@ def test_oscillation_fires_on_sine_not_on_decay_or_noise():
     def seq(g, d):
         return [{"D/real": 0.65, "D/fake": 0.35, "loss/G": g(i), "loss/D": d(i), "grad_norm/G": 1.0} for i in range(40)]
 
-    doc = Doctor(DoctorConfig(), probabilities=True, wasserstein=False)
+    doc = Doctor(DoctorConfig(window=5, warmup_steps=0), probabilities=True, wasserstein=False)
     found = run(doc, seq(lambda i: 2 + 1.5 * math.sin(2 * math.pi * i / 8), lambda i: 1 - 0.5 * math.sin(2 * math.pi * i / 8)))
     assert symptoms(found) == [("oscillation", 19)]        # once, when the 20-step window fills
     assert "betas=[0.0,0.9]" in found[0].fix and "ema" in found[0].fix
@@ -108,22 +108,22 @@ def test_oscillation_fires_on_sine_not_on_decay_or_noise():
     quiet = [seq(lambda i: 0.7 + 3 * math.exp(-i / tau), lambda i: 0.5 + 2 * math.exp(-i / tau)) for tau in (2, 5, 20)]
     quiet.append(seq(lambda i: 2 + rng.gauss(0, 0.05), lambda i: 1 + rng.gauss(0, 0.05)))
     for s in quiet:
-        doc = Doctor(DoctorConfig(), probabilities=True, wasserstein=False)
+        doc = Doctor(DoctorConfig(window=5, warmup_steps=0), probabilities=True, wasserstein=False)
         assert run(doc, s) == []
 
 
 def test_critic_flat_only_for_wasserstein_after_first_window():
     flat = [{"D/real": 0.01, "D/fake": 0.0, "loss/D": -1e-6, "loss/G": 0.0, "grad_norm/G": 1.0} for _ in range(8)]
-    doc = Doctor(DoctorConfig(), probabilities=False, wasserstein=True)
+    doc = Doctor(DoctorConfig(window=5, warmup_steps=0), probabilities=False, wasserstein=True)
     found = run(doc, flat)
     assert symptoms(found) == [("critic_flat", 5)]        # judged from the 6th observation on
     assert "loss.clip" in found[0].fix and "wgan_gp" in found[0].fix
-    assert run(Doctor(DoctorConfig(), probabilities=False, wasserstein=False), flat) == []
+    assert run(Doctor(DoctorConfig(window=5, warmup_steps=0), probabilities=False, wasserstein=False), flat) == []
 
 
 def test_gp_off_and_non_finite():
     rng = random.Random(7)
-    doc = Doctor(DoctorConfig(), probabilities=False, wasserstein=True)
+    doc = Doctor(DoctorConfig(window=5, warmup_steps=0), probabilities=False, wasserstein=True)
     seq = [{**healthy(i, rng), "D/real": 1.0, "D/fake": -1.0, "loss/D": -2.0 + 0.1 * i} for i in range(6)]
     assert symptoms(run(doc, seq, extra=lambda i: {"gp_grad_norm": 3.0})) == [("gp_off", 4)]
     assert "loss.gp_weight=10" in doc.summary()[0].fix

@@ -9,6 +9,7 @@ import torch
 
 from gan_cli.engine.trainer import train
 from gan_cli.errors import TrainingDiverged
+from gan_cli.losses import NonSaturating
 from tests.conftest import FAST, GAN, REPO, TINY_DCGAN, compose_cfg
 
 # BatchNorm, a gradient penalty (random interpolates), n_critic > 1 and dropout-free D:
@@ -54,29 +55,17 @@ def test_resume_auto_continues_in_the_same_folder(run_dir):
     assert torch.load(run_dir / "checkpoints/last.pt", weights_only=True)["step"] == 6
 
 
-class NanAfter:
-    """A real loss (non-saturating) that turns NaN after `after` D updates: a run that diverges."""
-
-    probabilities = True
+class NanAfter(NonSaturating):
+    """The non-saturating loss, turning NaN after `after` D updates: a run that diverges."""
 
     def __init__(self, after: int, **loss_options):
-        from gan_cli.losses import NonSaturating
-
-        self.inner, self.after, self.calls = NonSaturating(**loss_options), after, 0
+        super().__init__(**loss_options)
+        self.after, self.calls = after, 0
 
     def d_loss(self, real, fake):
         self.calls += 1
-        loss = self.inner.d_loss(real, fake)
+        loss = super().d_loss(real, fake)
         return loss * float("nan") if self.calls > self.after else loss
-
-    def g_loss(self, fake):
-        return self.inner.g_loss(fake)
-
-    def penalty(self, D, real_x, fake_x, y):
-        return {}
-
-    def after_d_step(self, D):
-        pass
 
 
 def test_nan_stops_with_step_and_keeps_last_good_checkpoint(run_dir):
@@ -111,3 +100,30 @@ def test_ctrl_c_saves_checkpoint_and_exits_cleanly(tmp_path):
     assert "interrupted" in text
     state = torch.load(run / "checkpoints/last.pt", weights_only=True)
     assert state["step"] >= 3
+
+
+class NanOnce(NanAfter):
+    """NaN in exactly one D update (the `after`+1-th), then healthy again."""
+
+    def d_loss(self, real, fake):
+        self.calls += 1
+        loss = NonSaturating.d_loss(self, real, fake)
+        return loss * float("nan") if self.calls == self.after + 1 else loss
+
+
+def test_nan_rollback_reloads_last_good_checkpoint_with_lower_lr(run_dir):
+    cfg = compose_cfg(*FAST, *TINY_DCGAN, "trainer.max_steps=8", "trainer.log_every=1", "trainer.ckpt_every=2",
+                      "trainer.nan_policy=rollback", "loss._target_=tests.test_resume.NanOnce", "+loss.after=4")
+    result = train(cfg, run_dir)  # NaN at step 5: back to step 4, lrs halved, on to step 8
+    assert result["step"] == 8 and result["lr/G"] == pytest.approx(cfg.optimizer.generator.lr / 2)
+    state = torch.load(run_dir / "checkpoints/last.pt", weights_only=True)
+    assert state["opt_d"]["param_groups"][0]["lr"] == pytest.approx(cfg.optimizer.discriminator.lr / 2)
+    assert all(torch.isfinite(v).all() for v in state["generator"].values() if v.is_floating_point())
+
+
+def test_nan_rollback_gives_up_after_three_tries(run_dir):
+    cfg = compose_cfg(*FAST, *TINY_DCGAN, "trainer.max_steps=8", "trainer.log_every=1", "trainer.ckpt_every=2",
+                      "trainer.nan_policy=rollback", "loss._target_=tests.test_resume.NanAfter", "+loss.after=3")
+    with pytest.raises(TrainingDiverged):
+        train(cfg, run_dir)
+    assert torch.load(run_dir / "checkpoints/last.pt", weights_only=True)["step"] == 2  # the last good one

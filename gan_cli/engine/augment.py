@@ -10,7 +10,7 @@ which the trainer checkpoints and restores on resume.
 """
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -112,3 +112,22 @@ def annealed_std(step: int, max_steps: int, start_std: float, anneal_steps: int 
     if horizon <= 0:
         return 0.0
     return float(start_std) * max(0.0, 1.0 - step / horizon)
+
+
+def d_input_transform(policy: Sequence[str], noise_std: float, noise_steps: int, max_steps: int,
+                      kind: str) -> Callable[[Tensor, int], Tensor] | None:
+    """What D sees of a batch at a step: DiffAugment, then annealed instance noise (None: as is)."""
+    ops = check_policy(list(policy))
+    if ops and kind != "image":
+        raise ConfigError(f"trainer.augment={ops} applies to images, but this dataset is {kind}; use trainer.augment=[].")
+    if noise_std < 0:
+        raise ConfigError(f"trainer.instance_noise must be 0 or more, got {noise_std}.")
+    if not ops and noise_std == 0:
+        return None
+
+    def d_input(x: Tensor, step: int) -> Tensor:
+        x = diff_augment(x, ops)
+        std = annealed_std(step, max_steps, noise_std, noise_steps) if noise_std else 0.0
+        return instance_noise(x, std)
+
+    return d_input

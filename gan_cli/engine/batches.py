@@ -69,6 +69,11 @@ class BatchStream:
         return ((x.to(self.device, non_blocking=True), torch.as_tensor(y).to(self.device, non_blocking=True))
                 for x, y in loader)
 
+    def restart(self, consumed: int) -> None:
+        """Continue as if `consumed` batches had been taken (after a rollback)."""
+        self.consumed = consumed
+        self._iter = self._start()
+
     def next(self) -> tuple[Tensor, Tensor]:
         batch = next(self._iter)
         self.consumed += 1

@@ -41,13 +41,15 @@ class AdversarialStep:
     def __init__(self, G: nn.Module, D: nn.Module, loss: GanLoss, opt_g: torch.optim.Optimizer,
                  opt_d: torch.optim.Optimizer, batches: BatchStream, latent_dim: int, device: torch.device,
                  n_critic: int = 1, g_steps: int = 1, ema: EMA | None = None,
-                 schedulers: list | None = None, d_input: DInput | None = None, penalty=None):
+                 schedulers: list | None = None, d_input: DInput | None = None, penalty=None,
+                 mode_seeking: float = 0.0):
         self.G, self.D, self.loss, self.opt_g, self.opt_d = G, D, loss, opt_g, opt_d
         self.batches, self.latent_dim, self.device = batches, latent_dim, device
         self.n_critic, self.g_steps, self.ema = n_critic, g_steps, ema
         self.schedulers = schedulers or []
         self.d_input = d_input or (lambda x, step: x)
         self.penalty = penalty  # an extra penalty on D (R1, R2, DRAGAN, GP), or None
+        self.mode_seeking = mode_seeking  # MSGAN weight
         self.stats = StatSums()
         self.first_bad = torch.tensor(-1, device=device)  # first step with a non-finite loss
         self.grad_norms: dict[str, Tensor] = {}
@@ -65,13 +67,15 @@ class AdversarialStep:
         reuse = self.n_critic == 1  # the first G update can reuse the D step's fake batch
         for i in range(self.n_critic):
             real, y = self.batches.next()
+            z = self.noise(real.shape[0])
             with torch.set_grad_enabled(reuse):
-                fake = self.G(self.noise(real.shape[0]), y)
+                fake = self.G(z, y)
             loss_d = self.d_update(real, fake, y, step, measure and i == self.n_critic - 1)
         for i in range(self.g_steps):
             if i > 0 or not reuse:
-                fake = self.G(self.noise(real.shape[0]), y)
-            loss_g = self.g_update(fake, y, step, measure and i == self.g_steps - 1)
+                z = self.noise(real.shape[0])
+                fake = self.G(z, y)
+            loss_g = self.g_update(z, fake, y, step, measure and i == self.g_steps - 1)
         if self.ema is not None:
             self.ema.update(self.G)
         for scheduler in self.schedulers:
@@ -95,21 +99,38 @@ class AdversarialStep:
         self.opt_d.step()
         self.loss.after_d_step(self.D)
         self.stats.add({"loss/D": loss_d, "D/real": self.score(real_out), "D/fake": self.score(fake_out),
-                        **{f"penalty/{k}": v for k, v in penalties.items()}})
+                        **{f"penalty/{k}": v for k, v in penalties.items()},
+                        **{f"diag/{k}": v for k, v in self.loss.diagnostics().items()}})
         return loss_d
 
-    def g_update(self, fake: Tensor, y: Tensor, step: int, measure: bool) -> Tensor:
+    def g_update(self, z: Tensor, fake: Tensor, y: Tensor, step: int, measure: bool) -> Tensor:
         self.D.requires_grad_(False)  # G's backward needs no gradients for D's weights
         fake_out = self.D(self.d_input(fake, step), y)
         loss_g = self.loss.g_loss(fake_out)
+        total = loss_g
+        if self.mode_seeking:
+            ms = mode_seeking_term(z, fake)
+            self.stats.add({"penalty/mode_seeking": ms})
+            total = loss_g + self.mode_seeking * ms
         self.opt_g.zero_grad(set_to_none=True)
-        loss_g.backward()
+        total.backward()
         if measure:
             self.grad_norms["G"] = grad_norm(self.G)
         self.opt_g.step()
         self.D.requires_grad_(True)
         self.stats.add({"loss/G": loss_g, "D/fake_g": self.score(fake_out)})
         return loss_g
+
+
+def mode_seeking_term(z: Tensor, fake: Tensor, eps: float = 1e-5) -> Tensor:
+    """MSGAN (Mao et al. 2019): 1 / (|G(z1) - G(z2)| / |z1 - z2|), with the batch's two halves as pairs.
+
+    Minimising it pushes G to map distant latents to distant samples, against mode collapse.
+    """
+    half = fake.shape[0] // 2
+    d_img = (fake[:half] - fake[half : 2 * half]).abs().flatten(1).mean(1)  # (B/2,)
+    d_z = (z[:half] - z[half : 2 * half]).abs().mean(1)  # (B/2,)
+    return 1.0 / ((d_img / d_z).mean() + eps)
 
 
 def grad_norm(module: nn.Module) -> Tensor:

@@ -16,6 +16,8 @@ from torchvision.utils import save_image
 
 from gan_cli.config import validate_trainer
 from gan_cli.data.base import GanData
+from gan_cli.doctor import Doctor, DoctorConfig, diversity_ratio
+from gan_cli.engine.augment import d_input_transform
 from gan_cli.engine.batches import BatchStream
 from gan_cli.engine.ema import EMA
 from gan_cli.engine.gan_step import AdversarialStep
@@ -30,6 +32,7 @@ from gan_cli.logging import console as ui
 from gan_cli.logging.pictures import image_grid, plot_extent, scatter_picture
 from gan_cli.logging.run_logger import RunLogger
 from gan_cli.logging.tags import tag_help
+from gan_cli.losses.adversarial import Wasserstein
 from gan_cli.metrics.evaluate import EvalSettings, Evaluator, lower_is_better
 
 log = logging.getLogger(__name__)  # Hydra sends it to <run>/train.log
@@ -51,10 +54,11 @@ class Trainer:
         self.opt_g = build("optimizer.generator", cfg.optimizer.generator)(self.G.parameters())
         self.opt_d = build("optimizer.discriminator", cfg.optimizer.discriminator)(self.D.parameters())
 
-        g = torch.Generator().manual_seed(t.seed)
-        self.fixed_z = torch.randn(t.num_samples, self.latent_dim, generator=g).to(self.device)
-        classes = max(self.data.num_classes, 1)
-        self.fixed_y = (torch.arange(t.num_samples) % classes).to(self.device)  # one label per grid column
+        self.penalty = build("penalty", cfg.penalty) if cfg.get("penalty") else None
+        self.fixed_z, self.fixed_y, self.grid_row = fixed_batch(t.num_samples, self.latent_dim, t.seed,
+                                                                self.data.num_classes, conditional(self.G))
+        self.fixed_z, self.fixed_y = self.fixed_z.to(self.device), self.fixed_y.to(self.device)
+        self.doctor = Doctor(DoctorConfig(**t.doctor), self.loss.probabilities, isinstance(self.loss, Wasserstein))
 
         self.ema = EMA(self.G, t.ema.decay, t.ema.warmup) if t.ema.enabled else None
         self.schedulers = lr_schedulers(t, (self.opt_g, self.opt_d), steps_per_epoch=len(self.data) // t.batch_size)
@@ -64,9 +68,11 @@ class Trainer:
         if self.resumed_from is not None:
             consumed = self._load(self.resumed_from)
         self.batches = BatchStream(self.data, t.batch_size, self.device, t.seed, t.num_workers, consumed)
+        d_input = d_input_transform(t.augment, t.instance_noise, t.instance_noise_steps, t.max_steps, self.data.kind)
         self.update = AdversarialStep(self.G, self.D, self.loss, self.opt_g, self.opt_d, self.batches,
                                       self.latent_dim, self.device, t.n_critic, t.g_steps, self.ema,
-                                      self.schedulers)
+                                      self.schedulers, d_input, self.penalty, t.mode_seeking)
+        self.rollbacks = 0
         self.ckpt_dir = self.run_dir / "checkpoints"
         self.last_good: Path | None = self.resumed_from
         self._sampled_at = self._saved_at = self._evaluated_at = self.step if self.resumed_from else -1
@@ -100,8 +106,14 @@ class Trainer:
                 if log_now:
                     now = clock()
                     stats = self.update.stats.read()
-                    self._check_finite(stats)
+                    try:
+                        self._check_finite(stats)
+                    except TrainingDiverged as diverged:
+                        if not self._rollback(diverged):
+                            raise
+                        continue
                     stats.update(self._extra_scalars(self.step - window_step, now - window_start))
+                    stats.update(self._diagnose(stats))
                     window_start, window_step = now, self.step
                     self.logger.scalars(self.step, stats)
                     bar.show(self.step, stats)
@@ -122,6 +134,8 @@ class Trainer:
             self.save()
         self.logger.close()
         elapsed = clock()
+        for finding in self.doctor.summary():
+            log.warning("doctor: step %d %s: %s Try: %s", finding.step, finding.symptom, finding.message, finding.fix)
         self._summary(stats, elapsed, interrupted, start_step)
         return {"step": self.step, "run_dir": str(run), "time_s": elapsed, "interrupted": interrupted,
                 **stats, **self.eval_results, **({"best": self.best} if self.best else {})}
@@ -133,11 +147,53 @@ class Trainer:
             "perf/img_per_s": steps * self.t.batch_size / max(seconds, 1e-9),
         }
 
+    def _diagnose(self, stats: dict[str, float]) -> dict[str, float]:
+        """Run the training doctor on this log step; print new findings; health/* scalars."""
+        extra = {"gp_grad_norm": stats["diag/gp_grad_norm"]} if "diag/gp_grad_norm" in stats else {}
+        if "class_kl" in self.eval_results:
+            extra["class_kl"] = self.eval_results["class_kl"]
+        G = self.G_for_outputs
+        with torch.no_grad(), torch.random.fork_rng(devices=[self.device] if self.device.type == "cuda" else []):
+            torch.manual_seed(self.step)  # a fresh batch without touching the training RNG
+            was_training = G.training
+            G.eval()  # no BatchNorm statistics updates: the run must not depend on what it measures
+            n = len(self._real_batch)
+            labels = torch.arange(n, device=self.device) % max(self.data.num_classes, 1)
+            fake = G(torch.randn(n, self.latent_dim, device=self.device), labels if conditional(G) else None)
+            G.train(was_training)
+        extra["diversity_ratio"] = diversity_ratio(fake, self._real_batch)
+        for finding in self.doctor.observe(self.step, stats, extra):
+            ui.console.print(f"[bold yellow]doctor[/] step {finding.step}: {finding.message} "
+                             f"[bold]Try:[/] {finding.fix}", highlight=False, soft_wrap=True)
+            self.logger.text("health/findings", f"**{finding.symptom}** at step {finding.step}: {finding.message}"
+                                                f"  \nTry: `{finding.fix}`", self.step)
+        return {**self.doctor.health(), "health/diversity_ratio": extra["diversity_ratio"]}
+
+    def _rollback(self, diverged: TrainingDiverged) -> bool:
+        """nan_policy=rollback: reload the last good checkpoint with both learning rates halved."""
+        if self.t.nan_policy != "rollback" or self.last_good is None or self.rollbacks >= 3:
+            return False
+        self.rollbacks += 1
+        consumed = self._load(self.last_good)
+        self.batches.restart(consumed)
+        for opt in (self.opt_g, self.opt_d):
+            for group in opt.param_groups:
+                group["lr"] *= 0.5
+        for scheduler in self.schedulers:
+            scheduler.base_lrs = [lr * 0.5 for lr in scheduler.base_lrs]
+        self.update.stats.read()
+        self.update.first_bad.fill_(-1)
+        ui.console.print(f"[bold yellow]{diverged}[/]\nRolled back to step {self.step} with both learning rates "
+                         f"halved (rollback {self.rollbacks} of 3).", highlight=False)
+        return True
+
     def _check_finite(self, stats: dict[str, float]) -> None:
         bad_step = int(self.update.first_bad)
         bad = [k for k, v in stats.items() if not math.isfinite(v)]
         if bad_step < 0 and not bad:
             return
+        if self.t.nan_policy == "rollback" and self.last_good is not None and self.rollbacks < 3:
+            raise TrainingDiverged(f"Training diverged at step {bad_step if bad_step >= 0 else self.step}.")
         self.logger.close()
         kept = f"The last good checkpoint, {self.last_good}, is kept" if self.last_good else "No checkpoint had been written yet"
         raise TrainingDiverged(
@@ -162,7 +218,7 @@ class Trainer:
         if self.data.kind == "points":
             picture = scatter_picture(fake, self._real_points, self._extent)
         else:
-            picture = image_grid(fake, nrow=int(math.ceil(math.sqrt(len(fake)))))
+            picture = image_grid(fake, nrow=self.grid_row)
         self.logger.image("samples/fixed", picture, self.step)
         self._sampled_at = self.step
         (self.run_dir / "samples").mkdir(exist_ok=True)
@@ -266,6 +322,8 @@ class Trainer:
         else:
             real = torch.stack([self.data.dataset[i][0] for i in range(min(len(self.data), self.t.num_samples))])
             real_picture = image_grid(real)
+        count = min(len(self.data), 256)  # a fixed real batch: the doctor's diversity reference
+        self._real_batch = torch.stack([self.data.dataset[i][0] for i in range(count)]).to(self.device)
         self.logger.image("samples/real", real_picture, self.step)
         flat = flatten({k: v for k, v in OmegaConf.to_container(self.cfg, resolve=True).items()})
         flat.update({group: option for group, option in self.choices.items() if group in ui.GROUP_ORDER})
@@ -287,6 +345,22 @@ class Trainer:
         if interrupted:
             rows["resume"] = f"gan train trainer.resume={self.ckpt_dir / LAST} ..."
         ui.print_summary(rows)
+
+
+def conditional(G: torch.nn.Module) -> bool:
+    return bool(getattr(G, "conditional", False))
+
+
+def fixed_batch(num: int, latent_dim: int, seed: int, num_classes: int, is_conditional: bool):
+    """The fixed noise (and labels) of the sample grids: one row per class for conditional models."""
+    if is_conditional:
+        per_row = max(1, num // num_classes)
+        y = torch.arange(num_classes).repeat_interleave(per_row)  # (K * per_row,)
+    else:
+        per_row = max(1, int(math.ceil(math.sqrt(num))))
+        y = torch.zeros(num, dtype=torch.long) if num_classes == 0 else torch.arange(num) % num_classes
+    z = torch.randn(len(y), latent_dim, generator=torch.Generator().manual_seed(seed))
+    return z, y, per_row
 
 
 def flatten(tree: dict, prefix: str = "") -> dict[str, Any]:

@@ -5,6 +5,7 @@ Every loss has one interface:
   g_loss(fake)       -> scalar      G's objective, to minimise
   penalty(D, real_x, fake_x, y)     extra D terms, a dict name -> scalar (may be empty)
   after_d_step(D)                   a hook after each D update (weight clipping)
+  diagnostics()                     measurements for the training doctor (may be empty)
   probabilities                     True if sigmoid(output) is a probability of "real",
                                     so D(x) and D(G(z)) are reported as probabilities
 """
@@ -33,6 +34,10 @@ class GanLoss:
 
     def after_d_step(self, D: nn.Module) -> None:
         pass
+
+    def diagnostics(self) -> dict[str, Tensor]:
+        """Measurements of the last D step for the training doctor (e.g. the GP's gradient norm)."""
+        return {}
 
     def __repr__(self) -> str:
         args = ", ".join(f"{k}={v}" for k, v in vars(self).items())
@@ -133,7 +138,11 @@ class WassersteinGP(Wasserstein):
         pass
 
     def penalty(self, D, real_x, fake_x, y):
-        return {"gp": self.gp_weight * gradient_penalty(D, real_x, fake_x, y)}
+        gp, self._grad_norm = gradient_penalty(D, real_x, fake_x, y, with_norm=True)
+        return {"gp": self.gp_weight * gp}
+
+    def diagnostics(self):
+        return {"gp_grad_norm": self._grad_norm} if hasattr(self, "_grad_norm") else {}
 
 
 def _check_range(key: str, value, low: float, high: float, low_open: bool, hint: str) -> float:
@@ -146,9 +155,14 @@ def _check_range(key: str, value, low: float, high: float, low_open: bool, hint:
     return float(value)
 
 
-def gradient_penalty(D: nn.Module, real_x: Tensor, fake_x: Tensor, y: Tensor | None) -> Tensor:
-    """Mean of (||dD/dx||_2 - 1)^2 at points between real and fake samples."""
+def gradient_penalty(D: nn.Module, real_x: Tensor, fake_x: Tensor, y: Tensor | None, with_norm: bool = False):
+    """Mean of (||dD/dx||_2 - 1)^2 at points between real and fake samples.
+
+    `with_norm=True` also returns the mean gradient norm (detached), which should stay near 1.
+    """
     alpha = torch.rand((real_x.shape[0],) + (1,) * (real_x.dim() - 1), device=real_x.device)
     x_hat = (alpha * real_x + (1 - alpha) * fake_x.detach()).requires_grad_(True)  # (B, ...)
     (grad,) = torch.autograd.grad(D(x_hat, y).sum(), x_hat, create_graph=True)
-    return (grad.flatten(1).norm(dim=1) - 1).pow(2).mean()
+    norm = grad.flatten(1).norm(dim=1)  # (B,)
+    penalty = (norm - 1).pow(2).mean()
+    return (penalty, norm.detach().mean()) if with_norm else penalty
