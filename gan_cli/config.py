@@ -58,6 +58,7 @@ class TrainerConfig:
     instance_noise: float = 0.0  # std of Gaussian noise on D's inputs at step 0 ...
     instance_noise_steps: int = 0  # ... annealed linearly to 0 by this step (0: by max_steps)
     mode_seeking: float = 0.0  # MSGAN regulariser weight on G (0: off)
+    unroll_steps: int = 0  # unrolled GAN: extra D steps G's update looks ahead to (0: off)
     nan_policy: str = "stop"  # stop | rollback (reload the last good checkpoint and halve both lrs)
     doctor: DoctorConfig = field(default_factory=DoctorConfig)
     lr_decay: str = "none"  # none | linear (to 0 at max_steps) | exponential
@@ -97,6 +98,6 @@ def validate_trainer(trainer: Any) -> None:
         value = trainer[key]
         if value <= 0:
             raise ConfigError(f"trainer.{key} must be a positive integer, got {value}.")
-    for key in ("snapshot_every", "num_workers", "eval_every"):
+    for key in ("snapshot_every", "num_workers", "eval_every", "unroll_steps"):
         if trainer[key] < 0:
             raise ConfigError(f"trainer.{key} must be 0 or more, got {trainer[key]}.")

@@ -37,6 +37,7 @@ REMEDIES = {
     "mode_seeking": ["trainer.mode_seeking=1.0"],
     "ema_ttur_decay": ["trainer.ema.enabled=true", "optimizer=ttur", "trainer.lr_decay=exponential"],
     "g_steps_n_critic": ["trainer.g_steps=2", "trainer.n_critic=2"],
+    "unrolled": ["trainer.unroll_steps=2"],
 }
 
 
@@ -131,3 +132,18 @@ def test_doctor_flags_mode_collapse_on_a_generator_that_cannot_spread(run_dir):
     assert len(findings) == 1 and "model.minibatch" in findings[0].fix
     ratios = [e.value for e in read_events(run_dir / "tb").Scalars("health/diversity_ratio")]
     assert max(ratios) < 0.5
+
+
+def test_unrolled_steps_leave_d_as_the_plain_d_update_made_it(tmp_path):
+    """The unrolled D updates only shape G's step: D's weights and optimizer come back unchanged,
+    so D's weights after one iteration are the same with and without unrolling; G's differ."""
+    plain = Trainer(compose_cfg(*FAST, *TINY_DCGAN, "trainer.max_steps=1"), tmp_path / "a")
+    plain.fit()
+    unrolled = Trainer(compose_cfg(*FAST, *TINY_DCGAN, "trainer.max_steps=1", "trainer.unroll_steps=3"), tmp_path / "b")
+    unrolled.fit()
+    d_a, d_b = dict(plain.D.named_parameters()), dict(unrolled.D.named_parameters())
+    assert all(torch.equal(d_a[k], d_b[k]) for k in d_a)
+    assert plain.opt_d.state_dict()["state"][0]["step"] == unrolled.opt_d.state_dict()["state"][0]["step"] == 1
+    g_a, g_b = plain.G.state_dict(), unrolled.G.state_dict()
+    assert any(not torch.equal(g_a[k], g_b[k]) for k in g_a if g_a[k].is_floating_point())
+    assert unrolled.batches.consumed == 1 + 3 and plain.batches.consumed == 1

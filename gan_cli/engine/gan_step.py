@@ -5,6 +5,8 @@ once per log step; the first step with a non-finite loss is tracked on the devic
 """
 from __future__ import annotations
 
+import copy
+from contextlib import contextmanager
 from typing import Callable
 
 import torch
@@ -42,7 +44,7 @@ class AdversarialStep:
                  opt_d: torch.optim.Optimizer, batches: BatchStream, latent_dim: int, device: torch.device,
                  n_critic: int = 1, g_steps: int = 1, ema: EMA | None = None,
                  schedulers: list | None = None, d_input: DInput | None = None, penalty=None,
-                 mode_seeking: float = 0.0):
+                 mode_seeking: float = 0.0, unroll_steps: int = 0):
         self.G, self.D, self.loss, self.opt_g, self.opt_d = G, D, loss, opt_g, opt_d
         self.batches, self.latent_dim, self.device = batches, latent_dim, device
         self.n_critic, self.g_steps, self.ema = n_critic, g_steps, ema
@@ -50,6 +52,7 @@ class AdversarialStep:
         self.d_input = d_input or (lambda x, step: x)
         self.penalty = penalty  # an extra penalty on D (R1, R2, DRAGAN, GP), or None
         self.mode_seeking = mode_seeking  # MSGAN weight
+        self.unroll_steps = unroll_steps  # unrolled GAN: G steps against D after this many extra D updates
         self.stats = StatSums()
         self.first_bad = torch.tensor(-1, device=device)  # first step with a non-finite loss
         self.grad_norms: dict[str, Tensor] = {}
@@ -83,7 +86,7 @@ class AdversarialStep:
         finite = torch.isfinite(loss_d) & torch.isfinite(loss_g)
         self.first_bad = torch.where(finite | (self.first_bad >= 0), self.first_bad, step)
 
-    def d_update(self, real: Tensor, fake: Tensor, y: Tensor, step: int, measure: bool) -> Tensor:
+    def d_update(self, real: Tensor, fake: Tensor, y: Tensor, step: int, measure: bool, record: bool = True) -> Tensor:
         real_in, fake_in = self.d_input(real, step), self.d_input(fake.detach(), step)
         real_out, fake_out = self.D(real_in, y), self.D(fake_in, y)
         loss_d = self.loss.d_loss(real_out, fake_out)
@@ -98,12 +101,30 @@ class AdversarialStep:
             self.grad_norms["D"] = grad_norm(self.D)
         self.opt_d.step()
         self.loss.after_d_step(self.D)
+        if not record:
+            return loss_d
         self.stats.add({"loss/D": loss_d, "D/real": self.score(real_out), "D/fake": self.score(fake_out),
                         **{f"penalty/{k}": v for k, v in penalties.items()},
                         **{f"diag/{k}": v for k, v in self.loss.diagnostics().items()}})
         return loss_d
 
     def g_update(self, z: Tensor, fake: Tensor, y: Tensor, step: int, measure: bool) -> Tensor:
+        if self.unroll_steps:
+            with unrolled(self.D, self.opt_d):
+                self.unroll(step)
+                return self._g_update(z, fake, y, step, measure)
+        return self._g_update(z, fake, y, step, measure)
+
+    def unroll(self, step: int) -> None:
+        """Unrolled GAN (Metz et al. 2017), first-order: D takes `unroll_steps` extra updates that
+        G's next update is judged by; `unrolled` restores D afterwards."""
+        for _ in range(self.unroll_steps):
+            real, y = self.batches.next()
+            with torch.no_grad():
+                fake = self.G(self.noise(real.shape[0]), y)
+            self.d_update(real, fake, y, step, measure=False, record=False)
+
+    def _g_update(self, z: Tensor, fake: Tensor, y: Tensor, step: int, measure: bool) -> Tensor:
         self.D.requires_grad_(False)  # G's backward needs no gradients for D's weights
         fake_out = self.D(self.d_input(fake, step), y)
         loss_g = self.loss.g_loss(fake_out)
@@ -120,6 +141,17 @@ class AdversarialStep:
         self.D.requires_grad_(True)
         self.stats.add({"loss/G": loss_g, "D/fake_g": self.score(fake_out)})
         return loss_g
+
+
+@contextmanager
+def unrolled(D: nn.Module, opt_d: torch.optim.Optimizer):
+    """Within the block D and its optimizer may change; afterwards they are as before."""
+    saved = copy.deepcopy(D.state_dict()), copy.deepcopy(opt_d.state_dict())
+    try:
+        yield
+    finally:
+        D.load_state_dict(saved[0])
+        opt_d.load_state_dict(saved[1])
 
 
 def mode_seeking_term(z: Tensor, fake: Tensor, eps: float = 1e-5) -> Tensor:

@@ -71,7 +71,7 @@ class Trainer:
         d_input = d_input_transform(t.augment, t.instance_noise, t.instance_noise_steps, t.max_steps, self.data.kind)
         self.update = AdversarialStep(self.G, self.D, self.loss, self.opt_g, self.opt_d, self.batches,
                                       self.latent_dim, self.device, t.n_critic, t.g_steps, self.ema,
-                                      self.schedulers, d_input, self.penalty, t.mode_seeking)
+                                      self.schedulers, d_input, self.penalty, t.mode_seeking, t.unroll_steps)
         self.rollbacks = 0
         self.ckpt_dir = self.run_dir / "checkpoints"
         self.last_good: Path | None = self.resumed_from
@@ -337,6 +337,8 @@ class Trainer:
             "time": f"{elapsed:.1f} s",
             "device": describe_device(self.device),
             **({"last stats": ui.format_stats(stats)} if stats else {}),
+            "doctor": "\n".join(f"[yellow]step {f.step}: {f.message}[/] Try: {f.fix}" for f in self.doctor.summary())
+                      or "[green]no failure mode seen[/]",
             "run folder": str(self.run_dir),
             "checkpoint": str(self.ckpt_dir / LAST),
             "samples": str(self.run_dir / "samples"),
