@@ -1,7 +1,6 @@
 """The wheel ships the configs: an installed gan_cli runs from any directory."""
 import subprocess
 import sys
-from pathlib import Path
 
 from tests.conftest import REPO
 

@@ -32,7 +32,7 @@ def resolve_device(name: str) -> torch.device:
                 f"(cuda:0 to cuda:{torch.cuda.device_count() - 1})."
             )
     elif device.type == "mps" and not torch.backends.mps.is_available():
-        raise ConfigError(f"trainer.device=mps but MPS is not available here. Use trainer.device=auto or cpu.")
+        raise ConfigError("trainer.device=mps but MPS is not available here. Use trainer.device=auto or cpu.")
     elif device.type not in ("cpu", "cuda", "mps"):
         raise ConfigError(f"trainer.device={name!r} is not supported. Valid values: auto, cpu, cuda, cuda:N, mps.")
     return device

@@ -11,9 +11,8 @@ import math
 
 from torch import Tensor, nn
 
-from gan_cli.errors import ConfigError
 from gan_cli.models.base import GanModels, require_positive_int
-from gan_cli.models.options import check_options, finish, minibatch_layer
+from gan_cli.models.options import check_options, check_square_image, finish, minibatch_layer
 
 VALID_RESOLUTIONS = (16, 32, 64, 128)
 
@@ -91,24 +90,6 @@ class DCGANDiscriminator(nn.Module):
         return self.main(x).flatten()  # (B, 1, 1, 1) -> (B,)
 
 
-def check_image_shape(shape: tuple[int, ...]) -> tuple[int, int]:
-    """Return ``(channels, resolution)`` or raise ConfigError naming ``dataset.resolution``."""
-    valid = ", ".join(map(str, VALID_RESOLUTIONS))
-    if len(shape) != 3:
-        raise ConfigError(
-            f"model=dcgan needs (C, H, W) images, but the dataset gives shape {shape} "
-            "(2D points?); use model=mlp for points data."
-        )
-    channels, height, width = shape
-    if height != width or height not in VALID_RESOLUTIONS:
-        raise ConfigError(
-            f"dataset.resolution gives {height}x{width} images, but model=dcgan needs square "
-            f"images with a side of {valid}; set dataset.resolution to one of those "
-            "or use model=mlp."
-        )
-    return channels, height
-
-
 def build(
     shape: tuple[int, ...],
     num_classes: int = 0,
@@ -124,7 +105,7 @@ def build(
     ``spectral_norm``, ``minibatch`` and ``pack`` are the D options of
     :mod:`gan_cli.models.options`; at their defaults the pair is pytorch/examples' DCGAN.
     """
-    channels, resolution = check_image_shape(tuple(int(s) for s in shape))
+    channels, resolution = check_square_image("dcgan", tuple(int(s) for s in shape), VALID_RESOLUTIONS)
     require_positive_int("latent_dim", latent_dim)
     require_positive_int("g_width", g_width)
     require_positive_int("d_width", d_width)
