@@ -22,7 +22,7 @@ def test_unknown_command_is_a_clear_error():
 def test_train_help_lists_every_option_of_every_group():
     out = run_gan("train", "--help")
     assert out.returncode == 0, out.stderr
-    for group in ("model", "loss", "optimizer", "dataset", "trainer", "experiment"):
+    for group in ("model", "loss", "optimizer", "dataset", "penalty", "trainer", "experiment"):
         options = sorted(p.stem for p in (REPO / "configs" / group).glob("*.yaml"))
         assert f"{group}: {', '.join(options)}" in out.stdout
 
