@@ -160,3 +160,17 @@ def test_eval_inception_without_weights_is_a_clear_error(digits_run, tmp_path):
                   env={"TORCH_HOME": str(tmp_path / "torch")})
     assert out.returncode == 1 and "Traceback" not in out.stderr
     assert "pt_inception-2015-12-05-6726825d.pth" in out.stderr and "inception_weights" in out.stderr
+
+
+def test_sample_conditional_labels(tmp_path):
+    run = tmp_path / "run"
+    train(compose_cfg(*FAST, "model=cgan", "model.g_width=8", "model.d_width=8", "model.latent_dim=16",
+                      "dataset.resolution=16"), run)
+    out = run_gan("sample", f"ckpt={run}", "num=12", "label=3", f"out={tmp_path / 'three.npz'}")
+    assert out.returncode == 0, out.stderr
+    three = np.load(tmp_path / "three.npz")
+    assert three["samples"].shape == (12, 1, 16, 16) and (three["labels"] == 3).all()
+    out = run_gan("sample", f"ckpt={run}", "num=20", f"out={tmp_path / 'all.npz'}")
+    assert np.array_equal(np.load(tmp_path / "all.npz")["labels"], np.arange(20) % 10)
+    out = run_gan("sample", f"ckpt={run}", "label=10")
+    assert out.returncode == 1 and "0 to 9" in out.stderr
