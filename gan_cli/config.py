@@ -45,6 +45,10 @@ class TrainerConfig:
     n_critic: int = 1  # discriminator updates per generator update
     g_steps: int = 1  # generator updates per iteration
     device: str = "auto"  # auto (CUDA, then MPS, then CPU) | cpu | cuda | cuda:N | mps
+    precision: str = "fp32"  # fp32 | bf16 | fp16 (autocast; fp16 adds grad scalers)
+    compile: bool = False  # torch.compile G and D (falls back to eager with a message if it cannot)
+    channels_last: bool = False  # NHWC memory layout for conv models (faster on tensor cores)
+    tf32: bool = True  # TF32 matmuls/convolutions on Ampere and newer GPUs
     seed: int = 0
     log_every: int = 50  # steps between scalar logs (and the NaN check)
     sample_every: int = 500  # steps between sample grids

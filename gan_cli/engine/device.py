@@ -44,3 +44,18 @@ def describe_device(device: torch.device) -> str:
     if device.type == "cpu":
         return f"cpu ({torch.get_num_threads()} threads)"
     return str(device)
+
+
+def device_for_job(name: str, job_num: int | None, gpu_count: int | None = None) -> torch.device:
+    """The device of one job of a sweep: with `auto`, job N of a multirun on a machine with
+    G > 1 CUDA GPUs takes `cuda:(N % G)`, so jobs launched side by side (joblib, submitit on a
+    multi-GPU node) spread over the GPUs. Anything else resolves as `resolve_device`.
+
+    `job_num` is Hydra's `hydra.job.num` (None outside a multirun); `gpu_count` defaults to
+    `torch.cuda.device_count()`.
+    """
+    if name == "auto" and job_num is not None:
+        gpus = torch.cuda.device_count() if gpu_count is None else gpu_count
+        if gpus > 1:
+            return torch.device("cuda", job_num % gpus)
+    return resolve_device(name)

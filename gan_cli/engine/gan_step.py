@@ -14,6 +14,7 @@ from torch import Tensor, nn
 
 from gan_cli.engine.batches import BatchStream
 from gan_cli.engine.ema import EMA
+from gan_cli.engine.precision import Precision
 from gan_cli.losses.adversarial import GanLoss
 
 DInput = Callable[[Tensor, int], Tensor]  # (x, step) -> what D sees (augmentation, instance noise)
@@ -44,7 +45,8 @@ class AdversarialStep:
                  opt_d: torch.optim.Optimizer, batches: BatchStream, latent_dim: int, device: torch.device,
                  n_critic: int = 1, g_steps: int = 1, ema: EMA | None = None,
                  schedulers: list | None = None, d_input: DInput | None = None, penalty=None,
-                 mode_seeking: float = 0.0, unroll_steps: int = 0):
+                 mode_seeking: float = 0.0, unroll_steps: int = 0, precision: Precision | None = None,
+                 channels_last: bool = False):
         self.G, self.D, self.loss, self.opt_g, self.opt_d = G, D, loss, opt_g, opt_d
         self.batches, self.latent_dim, self.device = batches, latent_dim, device
         self.n_critic, self.g_steps, self.ema = n_critic, g_steps, ema
@@ -53,9 +55,17 @@ class AdversarialStep:
         self.penalty = penalty  # an extra penalty on D (R1, R2, DRAGAN, GP), or None
         self.mode_seeking = mode_seeking  # MSGAN weight
         self.unroll_steps = unroll_steps  # unrolled GAN: G steps against D after this many extra D updates
+        self.precision = precision or Precision("fp32", device)
+        self.channels_last = channels_last
         self.stats = StatSums()
         self.first_bad = torch.tensor(-1, device=device)  # first step with a non-finite loss
         self.grad_norms: dict[str, Tensor] = {}
+
+    def next_batch(self) -> tuple[Tensor, Tensor]:
+        real, y = self.batches.next()
+        if self.channels_last and real.dim() == 4:
+            real = real.contiguous(memory_format=torch.channels_last)
+        return real, y
 
     def noise(self, batch: int) -> Tensor:
         return torch.randn(batch, self.latent_dim, device=self.device)
@@ -69,15 +79,16 @@ class AdversarialStep:
         """Iteration `step` (1-based). `measure`: also record gradient norms (log steps only)."""
         reuse = self.n_critic == 1  # the first G update can reuse the D step's fake batch
         for i in range(self.n_critic):
-            real, y = self.batches.next()
+            real, y = self.next_batch()
             z = self.noise(real.shape[0])
-            with torch.set_grad_enabled(reuse):
+            with torch.set_grad_enabled(reuse), self.precision.autocast():
                 fake = self.G(z, y)
             loss_d = self.d_update(real, fake, y, step, measure and i == self.n_critic - 1)
         for i in range(self.g_steps):
             if i > 0 or not reuse:
                 z = self.noise(real.shape[0])
-                fake = self.G(z, y)
+                with self.precision.autocast():
+                    fake = self.G(z, y)
             loss_g = self.g_update(z, fake, y, step, measure and i == self.g_steps - 1)
         if self.ema is not None:
             self.ema.update(self.G)
@@ -88,18 +99,22 @@ class AdversarialStep:
 
     def d_update(self, real: Tensor, fake: Tensor, y: Tensor, step: int, measure: bool, record: bool = True) -> Tensor:
         real_in, fake_in = self.d_input(real, step), self.d_input(fake.detach(), step)
-        real_out, fake_out = self.D(real_in, y), self.D(fake_in, y)
-        loss_d = self.loss.d_loss(real_out, fake_out)
-        penalties = self.loss.penalty(self.D, real_in, fake_in, y)
-        if self.penalty is not None:
-            value = self.penalty(self.D, real_in, fake_in, y, step)
-            if value is not None:  # lazy penalties skip most steps
-                penalties[self.penalty.name] = value
+        with self.precision.autocast():
+            real_out, fake_out = self.D(real_in, y).float(), self.D(fake_in, y).float()
+            loss_d = self.loss.d_loss(real_out, fake_out)
+        with self.precision.full_precision():  # penalties differentiate D's input: in fp32
+            real_32, fake_32 = real_in.float(), fake_in.float()
+            penalties = self.loss.penalty(self.D, real_32, fake_32, y)
+            if self.penalty is not None:
+                value = self.penalty(self.D, real_32, fake_32, y, step)
+                if value is not None:  # lazy penalties skip most steps
+                    penalties[self.penalty.name] = value
         self.opt_d.zero_grad(set_to_none=True)
-        (loss_d + sum(penalties.values())).backward()  # the sum of no penalties is 0
+        self.precision.backward(loss_d + sum(penalties.values()), "D")  # the sum of no penalties is 0
         if measure:
+            self.precision.unscale(self.opt_d, "D")
             self.grad_norms["D"] = grad_norm(self.D)
-        self.opt_d.step()
+        self.precision.step(self.opt_d, "D")
         self.loss.after_d_step(self.D)
         if not record:
             return loss_d
@@ -119,25 +134,27 @@ class AdversarialStep:
         """Unrolled GAN (Metz et al. 2017), first-order: D takes `unroll_steps` extra updates that
         G's next update is judged by; `unrolled` restores D afterwards."""
         for _ in range(self.unroll_steps):
-            real, y = self.batches.next()
-            with torch.no_grad():
+            real, y = self.next_batch()
+            with torch.no_grad(), self.precision.autocast():
                 fake = self.G(self.noise(real.shape[0]), y)
             self.d_update(real, fake, y, step, measure=False, record=False)
 
     def _g_update(self, z: Tensor, fake: Tensor, y: Tensor, step: int, measure: bool) -> Tensor:
         self.D.requires_grad_(False)  # G's backward needs no gradients for D's weights
-        fake_out = self.D(self.d_input(fake, step), y)
-        loss_g = self.loss.g_loss(fake_out)
+        with self.precision.autocast():
+            fake_out = self.D(self.d_input(fake, step), y).float()
+            loss_g = self.loss.g_loss(fake_out)
         total = loss_g
         if self.mode_seeking:
-            ms = mode_seeking_term(z, fake)
+            ms = mode_seeking_term(z, fake.float())
             self.stats.add({"penalty/mode_seeking": ms})
             total = loss_g + self.mode_seeking * ms
         self.opt_g.zero_grad(set_to_none=True)
-        total.backward()
+        self.precision.backward(total, "G")
         if measure:
+            self.precision.unscale(self.opt_g, "G")
             self.grad_norms["G"] = grad_norm(self.G)
-        self.opt_g.step()
+        self.precision.step(self.opt_g, "G")
         self.D.requires_grad_(True)
         self.stats.add({"loss/G": loss_g, "D/fake_g": self.score(fake_out)})
         return loss_g

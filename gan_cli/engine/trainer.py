@@ -26,6 +26,8 @@ from gan_cli.engine.build import build
 from gan_cli.engine.checkpoint import LAST, find_checkpoint, load_checkpoint, save_atomic
 from gan_cli.engine.device import describe_device, resolve_device
 from gan_cli.engine.interrupt import StopOnInterrupt
+from gan_cli.engine.precision import Precision
+from gan_cli.engine.setup import compiled, conditional, configure_backends, fixed_batch, make_optimizer, peak_memory_gb
 from gan_cli.engine.restore import generate
 from gan_cli.errors import CheckpointError, ConfigError, TrainingDiverged
 from gan_cli.logging import console as ui
@@ -44,15 +46,19 @@ class Trainer:
         t = self.t = cfg.trainer
         validate_trainer(t)
         self.device = resolve_device(t.device)
+        configure_backends(self.device, t.tf32)
         torch.manual_seed(t.seed)
 
         self.data: GanData = build("dataset", cfg.dataset)
         models = build("model", cfg.model, shape=tuple(self.data.shape), num_classes=self.data.num_classes)
-        self.G, self.D = models.generator.to(self.device), models.discriminator.to(self.device)
+        layout = torch.channels_last if t.channels_last and self.data.kind == "image" else torch.contiguous_format
+        self.G = models.generator.to(self.device, memory_format=layout)
+        self.D = models.discriminator.to(self.device, memory_format=layout)
         self.latent_dim = models.latent_dim
         self.loss = build("loss", cfg.loss)
-        self.opt_g = build("optimizer.generator", cfg.optimizer.generator)(self.G.parameters())
-        self.opt_d = build("optimizer.discriminator", cfg.optimizer.discriminator)(self.D.parameters())
+        self.opt_g = make_optimizer("optimizer.generator", cfg.optimizer.generator, self.G, self.device)
+        self.opt_d = make_optimizer("optimizer.discriminator", cfg.optimizer.discriminator, self.D, self.device)
+        self.precision = Precision(t.precision, self.device)
 
         self.penalty = build("penalty", cfg.penalty) if cfg.get("penalty") else None
         self.fixed_z, self.fixed_y, self.grid_row = fixed_batch(t.num_samples, self.latent_dim, t.seed,
@@ -69,9 +75,11 @@ class Trainer:
             consumed = self._load(self.resumed_from)
         self.batches = BatchStream(self.data, t.batch_size, self.device, t.seed, t.num_workers, consumed)
         d_input = d_input_transform(t.augment, t.instance_noise, t.instance_noise_steps, t.max_steps, self.data.kind)
-        self.update = AdversarialStep(self.G, self.D, self.loss, self.opt_g, self.opt_d, self.batches,
+        G_run, D_run = (compiled(self.G, "G"), compiled(self.D, "D")) if t.compile else (self.G, self.D)
+        self.update = AdversarialStep(G_run, D_run, self.loss, self.opt_g, self.opt_d, self.batches,
                                       self.latent_dim, self.device, t.n_critic, t.g_steps, self.ema,
-                                      self.schedulers, d_input, self.penalty, t.mode_seeking, t.unroll_steps)
+                                      self.schedulers, d_input, self.penalty, t.mode_seeking, t.unroll_steps,
+                                      self.precision, layout == torch.channels_last)
         self.rollbacks = 0
         self.ckpt_dir = self.run_dir / "checkpoints"
         self.last_good: Path | None = self.resumed_from
@@ -145,6 +153,8 @@ class Trainer:
             **{f"grad_norm/{k}": float(v) for k, v in self.update.grad_norms.items()},
             "lr/D": self.opt_d.param_groups[0]["lr"], "lr/G": self.opt_g.param_groups[0]["lr"],
             "perf/img_per_s": steps * self.t.batch_size / max(seconds, 1e-9),
+            "perf/step_ms": seconds / max(steps, 1) * 1000,
+            "perf/mem_gb": peak_memory_gb(self.device),
         }
 
     def _diagnose(self, stats: dict[str, float]) -> dict[str, float]:
@@ -260,7 +270,8 @@ class Trainer:
             "ema": self.ema.state_dict() if self.ema else None, "ema_updates": self.ema.updates if self.ema else 0,
             "opt_g": self.opt_g.state_dict(), "opt_d": self.opt_d.state_dict(),
             "sched_g": self.schedulers[0].state_dict() if self.schedulers else None,
-            "sched_d": self.schedulers[1].state_dict() if self.schedulers else None, "scaler": None,
+            "sched_d": self.schedulers[1].state_dict() if self.schedulers else None,
+            "scaler": self.precision.state_dict(),
             "batches_consumed": self.batches.consumed,
             "rng": {"cpu": torch.get_rng_state(),
                     "cuda": torch.cuda.get_rng_state_all() if self.device.type == "cuda" else []},
@@ -298,6 +309,7 @@ class Trainer:
             if self.ema is not None:
                 self.ema.load_state_dict(state["ema"] if state.get("ema") else self.G.state_dict(),
                                          state.get("ema_updates", 0))
+            self.precision.load_state_dict(state.get("scaler"))
             for scheduler, key in zip(self.schedulers, ("sched_g", "sched_d")):
                 if state.get(key):
                     scheduler.load_state_dict(state[key])
@@ -347,22 +359,6 @@ class Trainer:
         if interrupted:
             rows["resume"] = f"gan train trainer.resume={self.ckpt_dir / LAST} ..."
         ui.print_summary(rows)
-
-
-def conditional(G: torch.nn.Module) -> bool:
-    return bool(getattr(G, "conditional", False))
-
-
-def fixed_batch(num: int, latent_dim: int, seed: int, num_classes: int, is_conditional: bool):
-    """The fixed noise (and labels) of the sample grids: one row per class for conditional models."""
-    if is_conditional:
-        per_row = max(1, num // num_classes)
-        y = torch.arange(num_classes).repeat_interleave(per_row)  # (K * per_row,)
-    else:
-        per_row = max(1, int(math.ceil(math.sqrt(num))))
-        y = torch.zeros(num, dtype=torch.long) if num_classes == 0 else torch.arange(num) % num_classes
-    z = torch.randn(len(y), latent_dim, generator=torch.Generator().manual_seed(seed))
-    return z, y, per_row
 
 
 def flatten(tree: dict, prefix: str = "") -> dict[str, Any]:

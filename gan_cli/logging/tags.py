@@ -17,4 +17,6 @@ def tag_help(probabilities: bool) -> dict[str, str]:
         "lr/D": "Discriminator learning rate.",
         "lr/G": "Generator learning rate.",
         "perf/img_per_s": "Training throughput: generator steps x batch size per second.",
+        "perf/step_ms": "Wall time per training iteration (D and G updates), milliseconds.",
+        "perf/mem_gb": "Peak memory: allocated GPU memory, or the process's resident memory on the CPU.",
     }

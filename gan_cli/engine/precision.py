@@ -1,0 +1,57 @@
+"""Mixed precision: autocast for the forward passes, a grad scaler per optimizer for fp16.
+
+bf16 has fp32's range and needs no scaler; fp16 does (one per network, since D and G step
+at different times). Gradient penalties differentiate D in fp32 (`full_precision`), so
+the penalty's inner gradient is neither scaled nor rounded.
+"""
+from __future__ import annotations
+
+import contextlib
+
+import torch
+from torch import Tensor
+
+from gan_cli.errors import ConfigError
+
+DTYPES = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+class Precision:
+    def __init__(self, name: str, device: torch.device):
+        if name not in DTYPES:
+            raise ConfigError(f"trainer.precision={name!r} is not supported; valid: {', '.join(DTYPES)}.")
+        self.name, self.device, self.dtype = name, device, DTYPES[name]
+        self.scalers = {k: torch.amp.GradScaler(device.type) for k in ("D", "G")} if name == "fp16" else {}
+
+    def autocast(self) -> contextlib.AbstractContextManager:
+        if self.dtype is None:
+            return contextlib.nullcontext()
+        return torch.autocast(self.device.type, dtype=self.dtype)
+
+    def full_precision(self) -> contextlib.AbstractContextManager:
+        if self.dtype is None:
+            return contextlib.nullcontext()
+        return torch.autocast(self.device.type, enabled=False)
+
+    def backward(self, loss: Tensor, net: str) -> None:
+        (self.scalers[net].scale(loss) if net in self.scalers else loss).backward()
+
+    def unscale(self, optimizer: torch.optim.Optimizer, net: str) -> None:
+        """Before reading gradient norms: true (unscaled) gradients."""
+        if net in self.scalers:
+            self.scalers[net].unscale_(optimizer)
+
+    def step(self, optimizer: torch.optim.Optimizer, net: str) -> None:
+        if net in self.scalers:
+            self.scalers[net].step(optimizer)  # skips the step if gradients overflowed
+            self.scalers[net].update()
+        else:
+            optimizer.step()
+
+    def state_dict(self) -> dict | None:
+        return {k: s.state_dict() for k, s in self.scalers.items()} or None
+
+    def load_state_dict(self, state: dict | None) -> None:
+        for k, s in self.scalers.items():
+            if state and k in state:
+                s.load_state_dict(state[k])

@@ -1,0 +1,60 @@
+"""Setting a run up: backends, optimizers, compilation, the fixed sample batch, memory readings."""
+from __future__ import annotations
+
+import math
+
+import torch
+from omegaconf import DictConfig
+
+from gan_cli.engine.build import build
+from gan_cli.logging import console as ui
+
+
+def configure_backends(device: torch.device, tf32: bool) -> None:
+    if device.type == "cuda":
+        torch.backends.cuda.matmul.allow_tf32 = tf32
+        torch.backends.cudnn.allow_tf32 = tf32
+        torch.backends.cudnn.benchmark = True  # fixed shapes: let cuDNN pick its fastest kernels
+
+
+def make_optimizer(group: str, node: DictConfig, module: torch.nn.Module, device: torch.device):
+    """The configured optimizer; Adam-family ones use the fused CUDA kernel unless the config says."""
+    factory = build(group, node)
+    extra = {}
+    if device.type == "cuda" and "fused" not in node and "Adam" in str(node.get("_target_", "")):
+        extra["fused"] = True
+    return factory(module.parameters(), **extra)
+
+
+def compiled(module: torch.nn.Module, name: str) -> torch.nn.Module:
+    """torch.compile(module), or the module itself with a message when compiling is not possible here."""
+    try:
+        return torch.compile(module)
+    except Exception as e:  # e.g. no C++ compiler, unsupported platform
+        ui.console.print(f"[yellow]trainer.compile: {name} runs eagerly ({type(e).__name__}: {e}).[/]")
+        return module
+
+
+def peak_memory_gb(device: torch.device) -> float:
+    """Peak memory: allocated on the GPU, or the process's resident set on the CPU."""
+    if device.type == "cuda":
+        return torch.cuda.max_memory_allocated(device) / 2**30
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20  # KiB on Linux
+
+
+def conditional(G: torch.nn.Module) -> bool:
+    return bool(getattr(G, "conditional", False))
+
+
+def fixed_batch(num: int, latent_dim: int, seed: int, num_classes: int, is_conditional: bool):
+    """The fixed noise (and labels) of the sample grids: one row per class for conditional models."""
+    if is_conditional:
+        per_row = max(1, num // num_classes)
+        y = torch.arange(num_classes).repeat_interleave(per_row)  # (K * per_row,)
+    else:
+        per_row = max(1, int(math.ceil(math.sqrt(num))))
+        y = torch.zeros(num, dtype=torch.long) if num_classes == 0 else torch.arange(num) % num_classes
+    z = torch.randn(len(y), latent_dim, generator=torch.Generator().manual_seed(seed))
+    return z, y, per_row
