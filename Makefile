@@ -11,7 +11,7 @@ install: $(STAMP)
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[test]'
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[test,sweeps]'
 	touch $(STAMP)
 
 train: install
@@ -21,7 +21,8 @@ test: install
 	$(BIN)/python -m pytest $(ARGS)
 
 bench: install
-	$(BIN)/python benchmarks/step_time.py $(ARGS)
+	$(BIN)/python benchmarks/step_time.py
+	$(BIN)/python benchmarks/throughput.py $(ARGS)
 
 tensorboard: install
 	$(BIN)/tensorboard --logdir outputs/

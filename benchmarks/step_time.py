@@ -57,7 +57,7 @@ def reference_models() -> tuple[nn.Module, nn.Module]:
     return G, D
 
 
-def plain_loop_ms(images: torch.Tensor, warmup: int, steps: int, device: torch.device) -> float:
+def plain_loop_ms(images: torch.Tensor, warmup: int, steps: int, device: torch.device, batch: int = BATCH) -> float:
     """The pytorch/examples training step, timed after `warmup` steps."""
     torch.manual_seed(0)
     G, D = (m.to(device) for m in reference_models())
@@ -65,18 +65,18 @@ def plain_loop_ms(images: torch.Tensor, warmup: int, steps: int, device: torch.d
     opt_d = torch.optim.Adam(D.parameters(), lr=2e-4, betas=(0.5, 0.999))
     opt_g = torch.optim.Adam(G.parameters(), lr=2e-4, betas=(0.5, 0.999))
     images = images.to(device)
-    real_label = torch.full((BATCH,), 1.0, device=device)
-    fake_label = torch.full((BATCH,), 0.0, device=device)
+    real_label = torch.full((batch,), 1.0, device=device)
+    fake_label = torch.full((batch,), 0.0, device=device)
     start = 0.0
     for i in range(warmup + steps):
         if i == warmup:
             sync(device)
             start = time.perf_counter()
-        real = images[torch.randint(len(images), (BATCH,), device=device)]
+        real = images[torch.randint(len(images), (batch,), device=device)]
         D.zero_grad()
         err_real = criterion(D(real).view(-1), real_label)
         err_real.backward()
-        fake_x = G(torch.randn(BATCH, NZ, 1, 1, device=device))
+        fake_x = G(torch.randn(batch, NZ, 1, 1, device=device))
         err_fake = criterion(D(fake_x.detach()).view(-1), fake_label)
         err_fake.backward()
         opt_d.step()
@@ -132,7 +132,7 @@ def sync(device: torch.device) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--steps", type=int, default=20)
-    parser.add_argument("--warmup", type=int, default=5)
+    parser.add_argument("--warmup", type=int, default=10)
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--num-samples", type=int, default=1024, help="FakeData images held in memory")

@@ -49,6 +49,7 @@ class TrainerConfig:
     compile: bool = False  # torch.compile G and D (falls back to eager with a message if it cannot)
     channels_last: bool = False  # NHWC memory layout for conv models (faster on tensor cores)
     tf32: bool = True  # TF32 matmuls/convolutions on Ampere and newer GPUs
+    sync_bn: bool = False  # under torchrun: BatchNorm statistics over the global batch
     seed: int = 0
     log_every: int = 50  # steps between scalar logs (and the NaN check)
     sample_every: int = 500  # steps between sample grids

@@ -52,12 +52,12 @@ class _JobTag(RenderHook):
     """Tag what the console prints with the job number: a prefix on lines of text, a line above tables and trees."""
 
     def __init__(self, job_num: int):
-        self.tag = Text(f"[job {job_num}] ", style="bold magenta")
+        self.tag = Text(f"[job {job_num}]", style="bold magenta")
 
     def process_renderables(self, renderables: list[ConsoleRenderable]) -> Iterable[ConsoleRenderable]:
         tagged: list[ConsoleRenderable] = []
         for r in renderables:
-            tagged += [self.tag + r] if isinstance(r, Text) else [self.tag, r]
+            tagged += [Text.assemble(self.tag, " ", r)] if isinstance(r, Text) else [self.tag, r]
         return tagged
 
 

@@ -18,11 +18,16 @@ from gan_cli.errors import ConfigError
 
 
 class EpochBatchSampler(Sampler[list[int]]):
-    """Batches of indices over endless epochs, starting after `start` batches."""
+    """Batches of indices over endless epochs, starting after `start` batches.
 
-    def __init__(self, size: int, batch_size: int, seed: int, start: int = 0):
+    With `world` processes every global batch of `world * batch_size` indices is split in
+    rank order, so the ranks' batches together are exactly one process's batch of that size.
+    """
+
+    def __init__(self, size: int, batch_size: int, seed: int, start: int = 0, rank: int = 0, world: int = 1):
         self.size, self.batch_size, self.seed, self.start = size, batch_size, seed, start
-        self.per_epoch = size // batch_size  # full batches only
+        self.rank, self.world = rank, world
+        self.per_epoch = size // (batch_size * world)  # full global batches only
 
     def epoch_order(self, epoch: int) -> Tensor:
         g = torch.Generator().manual_seed(self.seed * 1_000_003 + epoch)
@@ -34,7 +39,8 @@ class EpochBatchSampler(Sampler[list[int]]):
         while True:
             order = self.epoch_order(epoch).to(device)
             for b in range(offset, self.per_epoch):
-                yield order[b * self.batch_size : (b + 1) * self.batch_size]
+                start = (b * self.world + self.rank) * self.batch_size
+                yield order[start : start + self.batch_size]
             epoch, offset = epoch + 1, 0
 
     def __iter__(self) -> Iterator[list[int]]:
@@ -45,19 +51,21 @@ class BatchStream:
     """`next()` gives `(x, y)` on the device; `consumed` is the resume state."""
 
     def __init__(self, data: GanData, batch_size: int, device: torch.device, seed: int,
-                 num_workers: int = 2, consumed: int = 0):
-        if batch_size > len(data):
+                 num_workers: int = 2, consumed: int = 0, rank: int = 0, world: int = 1):
+        if batch_size * world > len(data):
+            largest = len(data) // world
             raise ConfigError(
-                f"trainer.batch_size={batch_size} is larger than the dataset ({len(data)} samples in "
-                f"{data.name or 'the dataset'}). Use trainer.batch_size={len(data)} or less."
+                f"trainer.batch_size={batch_size}{f' x {world} processes' if world > 1 else ''} is larger than the "
+                f"dataset ({len(data)} samples in {data.name or 'the dataset'}). Use trainer.batch_size={largest} or less."
             )
+        self.rank, self.world = rank, world
         self.data, self.batch_size, self.device, self.seed = data, batch_size, device, seed
         self.num_workers = num_workers
         self.consumed = consumed
         self._iter = self._start()
 
     def _start(self) -> Iterator[tuple[Tensor, Tensor]]:
-        sampler = EpochBatchSampler(len(self.data), self.batch_size, self.seed, start=self.consumed)
+        sampler = EpochBatchSampler(len(self.data), self.batch_size, self.seed, self.consumed, self.rank, self.world)
         if self.data.in_memory:
             x, y = (t.to(self.device) for t in self.data.dataset.tensors)
             return ((x[idx], y[idx]) for idx in sampler.index_batches(self.device))

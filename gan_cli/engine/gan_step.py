@@ -13,6 +13,7 @@ import torch
 from torch import Tensor, nn
 
 from gan_cli.engine.batches import BatchStream
+from gan_cli.engine.distributed import unwrap
 from gan_cli.engine.ema import EMA
 from gan_cli.engine.precision import Precision
 from gan_cli.losses.adversarial import GanLoss
@@ -46,7 +47,7 @@ class AdversarialStep:
                  n_critic: int = 1, g_steps: int = 1, ema: EMA | None = None,
                  schedulers: list | None = None, d_input: DInput | None = None, penalty=None,
                  mode_seeking: float = 0.0, unroll_steps: int = 0, precision: Precision | None = None,
-                 channels_last: bool = False):
+                 channels_last: bool = False, seed: int = 0, rank: int = 0, world: int = 1):
         self.G, self.D, self.loss, self.opt_g, self.opt_d = G, D, loss, opt_g, opt_d
         self.batches, self.latent_dim, self.device = batches, latent_dim, device
         self.n_critic, self.g_steps, self.ema = n_critic, g_steps, ema
@@ -57,6 +58,11 @@ class AdversarialStep:
         self.unroll_steps = unroll_steps  # unrolled GAN: G steps against D after this many extra D updates
         self.precision = precision or Precision("fp32", device)
         self.channels_last = channels_last
+        # z for the whole global batch from one stream, this rank's slice: N ranks x batch b draw
+        # exactly the noise of one process with batch N*b (the same maths where the model allows)
+        self.noise_rng = torch.Generator(device).manual_seed(seed + 1)
+        self.rank, self.world = rank, world
+        self.D_plain = unwrap(D)  # G's update reads D without DDP's gradient synchronisation
         self.stats = StatSums()
         self.first_bad = torch.tensor(-1, device=device)  # first step with a non-finite loss
         self.grad_norms: dict[str, Tensor] = {}
@@ -68,7 +74,8 @@ class AdversarialStep:
         return real, y
 
     def noise(self, batch: int) -> Tensor:
-        return torch.randn(batch, self.latent_dim, device=self.device)
+        z = torch.randn(self.world * batch, self.latent_dim, device=self.device, generator=self.noise_rng)
+        return z[self.rank * batch : (self.rank + 1) * batch] if self.world > 1 else z
 
     def score(self, out: Tensor) -> Tensor:
         """Mean D output as reported: a probability for BCE-style losses, else the raw score."""
@@ -142,7 +149,7 @@ class AdversarialStep:
     def _g_update(self, z: Tensor, fake: Tensor, y: Tensor, step: int, measure: bool) -> Tensor:
         self.D.requires_grad_(False)  # G's backward needs no gradients for D's weights
         with self.precision.autocast():
-            fake_out = self.D(self.d_input(fake, step), y).float()
+            fake_out = self.D_plain(self.d_input(fake, step), y).float()
             loss_g = self.loss.g_loss(fake_out)
         total = loss_g
         if self.mode_seeking:

@@ -25,6 +25,8 @@ from gan_cli.engine.schedules import lr_schedulers
 from gan_cli.engine.build import build
 from gan_cli.engine.checkpoint import LAST, find_checkpoint, load_checkpoint, save_atomic
 from gan_cli.engine.device import describe_device, resolve_device
+from gan_cli.engine.distributed import (any_rank, gather_objects, init_world, parameters_checksum, rank_device,
+                                        unwrap, wrap)
 from gan_cli.engine.interrupt import StopOnInterrupt
 from gan_cli.engine.precision import Precision
 from gan_cli.engine.setup import compiled, conditional, configure_backends, fixed_batch, make_optimizer, peak_memory_gb
@@ -32,7 +34,7 @@ from gan_cli.engine.restore import generate
 from gan_cli.errors import CheckpointError, ConfigError, TrainingDiverged
 from gan_cli.logging import console as ui
 from gan_cli.logging.pictures import image_grid, plot_extent, scatter_picture
-from gan_cli.logging.run_logger import RunLogger
+from gan_cli.logging.run_logger import NullLogger, RunLogger
 from gan_cli.logging.tags import tag_help
 from gan_cli.losses.adversarial import Wasserstein
 from gan_cli.metrics.evaluate import EvalSettings, Evaluator, lower_is_better
@@ -45,9 +47,12 @@ class Trainer:
         self.cfg, self.run_dir, self.choices = cfg, Path(run_dir), choices or {}
         t = self.t = cfg.trainer
         validate_trainer(t)
-        self.device = resolve_device(t.device)
+        self.world = init_world(t.device)
+        self.device = rank_device(resolve_device(t.device), self.world)
         configure_backends(self.device, t.tf32)
-        torch.manual_seed(t.seed)
+        if not self.world.main:
+            ui.console.quiet = True  # rank 0 speaks for the run
+        torch.manual_seed(t.seed)  # the same initial weights on every rank
 
         self.data: GanData = build("dataset", cfg.dataset)
         models = build("model", cfg.model, shape=tuple(self.data.shape), num_classes=self.data.num_classes)
@@ -59,6 +64,7 @@ class Trainer:
         self.opt_g = make_optimizer("optimizer.generator", cfg.optimizer.generator, self.G, self.device)
         self.opt_d = make_optimizer("optimizer.discriminator", cfg.optimizer.discriminator, self.D, self.device)
         self.precision = Precision(t.precision, self.device)
+        torch.manual_seed(t.seed + self.world.rank)  # per-rank randomness (dropout, augmentation, penalties)
 
         self.penalty = build("penalty", cfg.penalty) if cfg.get("penalty") else None
         self.fixed_z, self.fixed_y, self.grid_row = fixed_batch(t.num_samples, self.latent_dim, t.seed,
@@ -69,17 +75,24 @@ class Trainer:
         self.ema = EMA(self.G, t.ema.decay, t.ema.warmup) if t.ema.enabled else None
         self.schedulers = lr_schedulers(t, (self.opt_g, self.opt_d), steps_per_epoch=len(self.data) // t.batch_size)
 
-        self.step, consumed, self.best = 0, 0, None
+        self.step, consumed, self.best, self._noise_state = 0, 0, None, None
         self.resumed_from = self._resume_path()
         if self.resumed_from is not None:
             consumed = self._load(self.resumed_from)
-        self.batches = BatchStream(self.data, t.batch_size, self.device, t.seed, t.num_workers, consumed)
+        self.batches = BatchStream(self.data, t.batch_size, self.device, t.seed, t.num_workers, consumed,
+                                   self.world.rank, self.world.size)
         d_input = d_input_transform(t.augment, t.instance_noise, t.instance_noise_steps, t.max_steps, self.data.kind)
-        G_run, D_run = (compiled(self.G, "G"), compiled(self.D, "D")) if t.compile else (self.G, self.D)
+        G_run, D_run = (wrap(m, self.world, self.device, t.sync_bn) for m in (self.G, self.D))
+        self.G, self.D = unwrap(G_run), unwrap(D_run)  # SyncBatchNorm conversion keeps the parameters
+        if t.compile:
+            G_run, D_run = compiled(G_run, "G"), compiled(D_run, "D")
         self.update = AdversarialStep(G_run, D_run, self.loss, self.opt_g, self.opt_d, self.batches,
                                       self.latent_dim, self.device, t.n_critic, t.g_steps, self.ema,
                                       self.schedulers, d_input, self.penalty, t.mode_seeking, t.unroll_steps,
-                                      self.precision, layout == torch.channels_last)
+                                      self.precision, layout == torch.channels_last, t.seed,
+                                      self.world.rank, self.world.size)
+        if self._noise_state is not None:
+            self.update.noise_rng.set_state(self._noise_state)
         self.rollbacks = 0
         self.ckpt_dir = self.run_dir / "checkpoints"
         self.last_good: Path | None = self.resumed_from
@@ -90,7 +103,7 @@ class Trainer:
     # ---------------------------------------------------------------- the loop
     def fit(self) -> dict[str, Any]:
         t, run = self.t, self.run_dir
-        self.logger = RunLogger(run, tag_help(self.loss.probabilities))
+        self.logger = RunLogger(run, tag_help(self.loss.probabilities)) if self.world.main else NullLogger()
         self._log_start()
         ui.console.print(f"device: [bold]{describe_device(self.device)}[/]   run folder: [bold]{run}[/]")
         log.info("device %s, run folder %s, resumed from %s at step %d", describe_device(self.device), run,
@@ -101,7 +114,7 @@ class Trainer:
         clock, window_start, window_step = ui.Stopwatch(), 0.0, self.step
         start_step = self.step
         with StopOnInterrupt() as stop, ui.TrainProgress(t.max_steps, self.step) as bar:
-            while self.step < t.max_steps and not stop.requested:
+            while self.step < t.max_steps and not any_rank(stop.requested, self.world, self.device):
                 log_now = (self.step + 1) % t.log_every == 0 or self.step + 1 == t.max_steps
                 try:
                     self.update(self.step + 1, measure=log_now)
@@ -132,7 +145,7 @@ class Trainer:
                     self.evaluate()
                 if self.step % t.ckpt_every == 0:
                     self.save()
-        interrupted = stop.requested
+        interrupted = any_rank(stop.requested, self.world, self.device)
         self._check_finite(self.update.stats.read())
         if self._sampled_at != self.step:
             self.sample()
@@ -144,7 +157,8 @@ class Trainer:
         elapsed = clock()
         for finding in self.doctor.summary():
             log.warning("doctor: step %d %s: %s Try: %s", finding.step, finding.symptom, finding.message, finding.fix)
-        self._summary(stats, elapsed, interrupted, start_step)
+        in_sync = len(set(gather_objects(parameters_checksum(self.G), self.world))) == 1
+        self._summary(stats, elapsed, interrupted, start_step, in_sync)
         return {"step": self.step, "run_dir": str(run), "time_s": elapsed, "interrupted": interrupted,
                 **stats, **self.eval_results, **({"best": self.best} if self.best else {})}
 
@@ -159,6 +173,8 @@ class Trainer:
 
     def _diagnose(self, stats: dict[str, float]) -> dict[str, float]:
         """Run the training doctor on this log step; print new findings; health/* scalars."""
+        if not self.world.main:
+            return {}
         extra = {"gp_grad_norm": stats["diag/gp_grad_norm"]} if "diag/gp_grad_norm" in stats else {}
         if "class_kl" in self.eval_results:
             extra["class_kl"] = self.eval_results["class_kl"]
@@ -220,6 +236,9 @@ class Trainer:
 
     @torch.no_grad()
     def sample(self) -> None:
+        self._sampled_at = self.step
+        if not self.world.main:
+            return
         G = self.G_for_outputs
         was_training = G.training
         G.eval()
@@ -236,6 +255,9 @@ class Trainer:
 
     def evaluate(self) -> None:
         """Metrics of the current generator, logged as metrics/*; keeps best.pt by `trainer.eval.best`."""
+        self._evaluated_at = self.step
+        if not self.world.main:
+            return
         settings = EvalSettings.from_config(self.t.eval)
         with torch.random.fork_rng(devices=[self.device] if self.device.type == "cuda" else []):
             if self._evaluator is None:  # may train the digits classifier once: keep the training RNG intact
@@ -261,9 +283,11 @@ class Trainer:
         better = self.best is None or (value < self.best["value"] if lower_is_better(name) else value > self.best["value"])
         if better:
             self.best = {"metric": name, "value": value, "step": self.step}
-            save_atomic(self.state_dict(), self.ckpt_dir / "best.pt")
+            save_atomic(self.state_dict(gather=False), self.ckpt_dir / "best.pt")
 
-    def state_dict(self) -> dict[str, Any]:
+    def state_dict(self, gather: bool = True) -> dict[str, Any]:
+        """Everything an exact resume needs. `gather`: collect every rank's RNG state (all ranks call it)."""
+        rng = torch.get_rng_state()
         return {
             "version": 1, "step": self.step,
             "generator": self.G.state_dict(), "discriminator": self.D.state_dict(),
@@ -273,8 +297,9 @@ class Trainer:
             "sched_d": self.schedulers[1].state_dict() if self.schedulers else None,
             "scaler": self.precision.state_dict(),
             "batches_consumed": self.batches.consumed,
-            "rng": {"cpu": torch.get_rng_state(),
-                    "cuda": torch.cuda.get_rng_state_all() if self.device.type == "cuda" else []},
+            "rng": {"cpu": rng, "cuda": torch.cuda.get_rng_state_all() if self.device.type == "cuda" else [],
+                    "per_rank": gather_objects(rng, self.world) if gather else [rng],
+                    "noise": self.update.noise_rng.get_state()},
             "fixed_z": self.fixed_z.cpu(), "fixed_y": self.fixed_y.cpu(),
             "config": OmegaConf.to_container(self.cfg, resolve=True),
             "best": self.best,
@@ -283,11 +308,12 @@ class Trainer:
         }
 
     def save(self) -> None:
-        state = self.state_dict()
+        state = self.state_dict()  # every rank: its RNG state goes in too
         path = self.ckpt_dir / LAST
-        save_atomic(state, path)
-        if self.t.snapshot_every and self.step % self.t.snapshot_every == 0:
-            save_atomic(state, self.ckpt_dir / f"step_{self.step:07d}.pt")
+        if self.world.main:
+            save_atomic(state, path)
+            if self.t.snapshot_every and self.step % self.t.snapshot_every == 0:
+                save_atomic(state, self.ckpt_dir / f"step_{self.step:07d}.pt")
         self.last_good, self._saved_at = path, self.step
 
     def _resume_path(self) -> Path | None:
@@ -320,9 +346,11 @@ class Trainer:
             ) from None
         self.step = int(state["step"])
         self.best = state.get("best")
-        torch.set_rng_state(state["rng"]["cpu"])
+        per_rank = state["rng"].get("per_rank", [])
+        torch.set_rng_state(per_rank[self.world.rank] if len(per_rank) == self.world.size else state["rng"]["cpu"])
         if self.device.type == "cuda" and len(state["rng"]["cuda"]) == torch.cuda.device_count():
             torch.cuda.set_rng_state_all(state["rng"]["cuda"])
+        self._noise_state = state["rng"].get("noise")
         self.fixed_z, self.fixed_y = state["fixed_z"].to(self.device), state["fixed_y"].to(self.device)
         return int(state["batches_consumed"])
 
@@ -334,7 +362,7 @@ class Trainer:
         else:
             real = torch.stack([self.data.dataset[i][0] for i in range(min(len(self.data), self.t.num_samples))])
             real_picture = image_grid(real)
-        count = min(len(self.data), 256)  # a fixed real batch: the doctor's diversity reference
+        count = min(len(self.data), self.t.batch_size, 256)  # the doctor's diversity reference: one batch
         self._real_batch = torch.stack([self.data.dataset[i][0] for i in range(count)]).to(self.device)
         self.logger.image("samples/real", real_picture, self.step)
         flat = flatten({k: v for k, v in OmegaConf.to_container(self.cfg, resolve=True).items()})
@@ -342,12 +370,17 @@ class Trainer:
         self.logger.hparams(flat, ["loss/D", "loss/G", "D/real", "D/fake"])
         self.logger.text("config", "```yaml\n" + OmegaConf.to_yaml(self.cfg, resolve=True) + "```")
 
-    def _summary(self, stats: dict[str, float], elapsed: float, interrupted: bool, start_step: int) -> None:
+    def _summary(self, stats: dict[str, float], elapsed: float, interrupted: bool, start_step: int,
+                 in_sync: bool) -> None:
+        world = self.world
         rows = {
             "status": "[yellow]interrupted[/]" if interrupted else "[green]finished[/]",
             "steps": f"{self.step} / {self.t.max_steps}" + (f" (resumed at {start_step})" if self.resumed_from else ""),
             "time": f"{elapsed:.1f} s",
             "device": describe_device(self.device),
+            **({"processes": f"{world.size} (DDP), global batch {world.size} x {self.t.batch_size} = "
+                             f"{world.size * self.t.batch_size}; ranks in sync: {'yes' if in_sync else 'NO'}"}
+               if world.distributed else {}),
             **({"last stats": ui.format_stats(stats)} if stats else {}),
             "doctor": "\n".join(f"[yellow]step {f.step}: {f.message}[/] Try: {f.fix}" for f in self.doctor.summary())
                       or "[green]no failure mode seen[/]",
@@ -376,4 +409,8 @@ def train(cfg: DictConfig, run_dir: str | Path, choices: dict[str, str] | None =
     """Train a GAN as `cfg` says, writing everything under `run_dir`. No Hydra needed."""
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
-    return Trainer(cfg, run_dir, choices).fit()
+    try:
+        return Trainer(cfg, run_dir, choices).fit()
+    finally:
+        if torch.distributed.is_initialized():
+            torch.distributed.destroy_process_group()

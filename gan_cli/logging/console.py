@@ -1,6 +1,7 @@
 """What a person sees in the terminal: config tree, live progress, summary, errors."""
 from __future__ import annotations
 
+import os
 import time
 from typing import Any
 
@@ -18,7 +19,9 @@ GROUP_ORDER = ("model", "loss", "optimizer", "dataset", "trainer")
 
 
 def print_config_tree(cfg: DictConfig, choices: dict[str, str] | None = None) -> None:
-    """The resolved config, one branch per group, with the option each group was given."""
+    """The resolved config, one branch per group, with the option each group was given (rank 0 only)."""
+    if os.environ.get("RANK", "0") != "0":
+        return
     tree = Tree("[bold]config[/]", guide_style="dim")
     choices = choices or {}
     container = OmegaConf.to_container(cfg, resolve=True)

@@ -59,3 +59,10 @@ class RunLogger:
     def close(self) -> None:
         self.writer.close()
         self.jsonl.close()
+
+
+class NullLogger:
+    """What processes other than rank 0 log: nothing."""
+
+    def __getattr__(self, name: str):
+        return lambda *args, **kwargs: None

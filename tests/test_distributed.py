@@ -1,0 +1,75 @@
+"""DistributedDataParallel on the CPU: 2 processes with the gloo backend, started by torchrun."""
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import torch
+
+from tests.conftest import REPO, run_gan
+
+TORCHRUN = str(Path(sys.executable).parent / "torchrun")
+# No BatchNorm, no dropout: N ranks x batch b is the same maths as one process with batch N*b.
+MLP = ["model=mlp", "model.hidden_dim=32", "dataset=ring8", "dataset.num_samples=2048", "trainer.device=cpu",
+       "trainer.num_workers=0", "trainer.log_every=5", "trainer.sample_every=100", "trainer.ckpt_every=100"]
+
+
+def torchrun(*args: str, procs: int = 2) -> subprocess.CompletedProcess:
+    env = {k: v for k, v in os.environ.items() if k != "HYDRA_FULL_ERROR"}
+    env.update({"COLUMNS": "120", "OMP_NUM_THREADS": "1"})
+    cmd = [TORCHRUN, "--standalone", f"--nproc_per_node={procs}", "-m", "gan_cli.train", *args]
+    return subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=300, env=env)
+
+
+def generator(run: Path) -> dict:
+    return torch.load(run / "checkpoints/last.pt", weights_only=True)["generator"]
+
+
+def test_two_ranks_stay_in_sync_and_match_one_process_with_the_global_batch(tmp_path):
+    out = torchrun(*MLP, "trainer.max_steps=10", "trainer.batch_size=32", f"hydra.run.dir={tmp_path / 'ddp'}")
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert "global batch 2 x 32 = 64; ranks in sync: yes" in out.stdout
+    assert out.stdout.count("run summary") == 1  # rank 0 speaks for the run
+    single = run_gan("train", *MLP, "trainer.max_steps=10", "trainer.batch_size=64",
+                     f"hydra.run.dir={tmp_path / 'single'}", env={"OMP_NUM_THREADS": "1"})
+    assert single.returncode == 0, single.stderr
+    a, b = generator(tmp_path / "ddp"), generator(tmp_path / "single")
+    for k in a:
+        torch.testing.assert_close(a[k], b[k], rtol=1e-4, atol=1e-5)
+
+
+def test_ddp_resume_with_gradient_penalty_and_ema(tmp_path):
+    common = [*MLP, "loss=wgan_gp", "trainer.n_critic=2", "trainer.ema.enabled=true", "trainer.batch_size=16"]
+    full = torchrun(*common, "trainer.max_steps=8", f"hydra.run.dir={tmp_path / 'full'}")
+    half = torchrun(*common, "trainer.max_steps=4", f"hydra.run.dir={tmp_path / 'half'}")
+    resumed = torchrun(*common, "trainer.max_steps=8", f"trainer.resume={tmp_path / 'half'}",
+                       f"hydra.run.dir={tmp_path / 'resumed'}")
+    for out in (full, half, resumed):
+        assert out.returncode == 0, out.stderr[-3000:]
+        assert "ranks in sync: yes" in out.stdout
+    a = torch.load(tmp_path / "full/checkpoints/last.pt", weights_only=True)
+    b = torch.load(tmp_path / "resumed/checkpoints/last.pt", weights_only=True)
+    assert len(a["rng"]["per_rank"]) == 2
+    for part in ("generator", "discriminator", "ema"):
+        assert all(torch.equal(a[part][k], b[part][k]) for k in a[part]), part
+
+
+def test_sync_bn_needs_several_processes(tmp_path):
+    out = run_gan("train", "trainer.sync_bn=true", "trainer.max_steps=1", f"hydra.run.dir={tmp_path}")
+    assert out.returncode == 1 and "torchrun" in out.stderr and "Traceback" not in out.stderr
+
+
+DCGAN = ["model=dcgan", "model.g_width=8", "model.d_width=8", "model.latent_dim=16", "dataset.resolution=16",
+         "trainer.device=cpu", "trainer.num_workers=0", "trainer.max_steps=4", "trainer.log_every=2",
+         "trainer.batch_size=8"]
+
+
+def test_ddp_dcgan_with_batchnorm(tmp_path):
+    out = torchrun(*DCGAN, f"hydra.run.dir={tmp_path / 'run'}")
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert "ranks in sync: yes" in out.stdout
+
+
+def test_sync_bn_on_cpu_is_a_clear_error(tmp_path):
+    out = torchrun(*DCGAN, "trainer.sync_bn=true", f"hydra.run.dir={tmp_path / 'run'}")
+    assert out.returncode != 0 and "SyncBatchNorm runs on GPUs only" in out.stderr + out.stdout
