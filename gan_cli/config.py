@@ -58,6 +58,7 @@ class TrainerConfig:
     resume: Optional[str] = None  # null | auto | PATH (checkpoint file or run folder)
     num_samples: int = 64  # size of the fixed-noise sample grid
     num_workers: int = 2  # DataLoader workers for datasets streamed from disk
+    data_in_memory_gb: float = 2.0  # datasets up to this size are read once and kept on the device (0: stream)
     ema: EmaConfig = field(default_factory=EmaConfig)
     augment: list[str] = field(default_factory=list)  # DiffAugment ops on D's inputs: color, translation, cutout
     instance_noise: float = 0.0  # std of Gaussian noise on D's inputs at step 0 ...

@@ -103,7 +103,8 @@ def test_streamed_dataset_trains_through_dataloader_workers(tmp_path):
         pixels = (torch.rand(20, 20, 3, generator=g) * 255).to(torch.uint8).numpy()
         Image.fromarray(pixels).save(folder / f"{i:02d}.png")
     overrides = [*FAST, "model=dcgan", "model.g_width=8", "model.d_width=8", "dataset=image_folder",
-                 f"dataset.root={folder}", "dataset.resolution=16", "trainer.batch_size=8", "trainer.num_workers=1"]
+                 f"dataset.root={folder}", "dataset.resolution=16", "trainer.batch_size=8", "trainer.num_workers=1",
+                 "trainer.data_in_memory_gb=0"]
     result = train(compose_cfg(*overrides, "trainer.max_steps=4"), tmp_path / "a")
     assert result["step"] == 4
     # the stream resumes at the same batch: 2 + resume + 2 equals 4 in one go
@@ -112,3 +113,25 @@ def test_streamed_dataset_trains_through_dataloader_workers(tmp_path):
     a = torch.load(tmp_path / "a/checkpoints/last.pt", weights_only=True)["generator"]
     c = torch.load(tmp_path / "c/checkpoints/last.pt", weights_only=True)["generator"]
     assert all(torch.equal(a[k], c[k]) for k in a)
+
+
+def test_small_disk_datasets_are_held_in_memory(tmp_path):
+    """image_folder read once into a tensor (no DataLoader per step), trains the same as streaming."""
+    from PIL import Image
+
+    from gan_cli.engine.trainer import Trainer
+
+    folder = tmp_path / "images"
+    folder.mkdir()
+    g = torch.Generator().manual_seed(1)
+    for i in range(16):
+        Image.fromarray((torch.rand(16, 16, 3, generator=g) * 255).to(torch.uint8).numpy()).save(folder / f"{i}.png")
+    overrides = [*FAST, "model=dcgan", "model.g_width=8", "model.d_width=8", "dataset=image_folder",
+                 f"dataset.root={folder}", "dataset.resolution=16", "trainer.batch_size=8", "trainer.num_workers=0"]
+    held = Trainer(compose_cfg(*overrides), tmp_path / "held")
+    assert held.data.in_memory and held.data.dataset.tensors[0].shape == (16, 3, 16, 16)
+    held.fit()
+    streamed = train(compose_cfg(*overrides, "trainer.data_in_memory_gb=0"), tmp_path / "streamed")
+    a = torch.load(tmp_path / "held/checkpoints/last.pt", weights_only=True)["generator"]
+    b = torch.load(tmp_path / "streamed/checkpoints/last.pt", weights_only=True)["generator"]
+    assert all(torch.equal(a[k], b[k]) for k in a) and streamed["step"] == 4

@@ -7,11 +7,13 @@ host-device copy per step); others go through a DataLoader with workers and pinn
 """
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator
+from dataclasses import replace
 
 import torch
 from torch import Tensor
-from torch.utils.data import DataLoader, Sampler
+from torch.utils.data import DataLoader, Sampler, TensorDataset
 
 from gan_cli.data.base import GanData
 from gan_cli.errors import ConfigError
@@ -45,6 +47,16 @@ class EpochBatchSampler(Sampler[list[int]]):
 
     def __iter__(self) -> Iterator[list[int]]:
         return (idx.tolist() for idx in self.index_batches())
+
+
+def materialize(data: GanData, limit_gb: float, num_workers: int) -> GanData:
+    """A streamed dataset small enough (at most `limit_gb` as float32) read once into memory,
+    so that training indexes it on the device and never waits on a DataLoader (MNIST, CIFAR)."""
+    if data.in_memory or len(data) * math.prod(data.shape) * 4 > limit_gb * 2**30:
+        return data
+    loader = DataLoader(data.dataset, batch_size=512, num_workers=num_workers, generator=torch.Generator())
+    xs, ys = zip(*((x, torch.as_tensor(y)) for x, y in loader))
+    return replace(data, dataset=TensorDataset(torch.cat(xs), torch.cat(ys).long()))
 
 
 class BatchStream:

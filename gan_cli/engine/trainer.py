@@ -18,7 +18,7 @@ from gan_cli.config import validate_trainer
 from gan_cli.data.base import GanData
 from gan_cli.doctor import Doctor, DoctorConfig, diversity_ratio
 from gan_cli.engine.augment import d_input_transform
-from gan_cli.engine.batches import BatchStream
+from gan_cli.engine.batches import BatchStream, materialize
 from gan_cli.engine.ema import EMA
 from gan_cli.engine.gan_step import AdversarialStep
 from gan_cli.engine.schedules import lr_schedulers
@@ -30,6 +30,7 @@ from gan_cli.engine.distributed import (any_rank, gather_objects, init_world, pa
 from gan_cli.engine.interrupt import StopOnInterrupt
 from gan_cli.engine.precision import Precision
 from gan_cli.engine.setup import compiled, conditional, configure_backends, fixed_batch, make_optimizer, peak_memory_gb
+from gan_cli.engine.report import hparams_of, summary_rows
 from gan_cli.engine.restore import generate
 from gan_cli.errors import CheckpointError, ConfigError, TrainingDiverged
 from gan_cli.logging import console as ui
@@ -54,7 +55,7 @@ class Trainer:
             ui.console.quiet = True  # rank 0 speaks for the run
         torch.manual_seed(t.seed)  # the same initial weights on every rank
 
-        self.data: GanData = build("dataset", cfg.dataset)
+        self.data: GanData = materialize(build("dataset", cfg.dataset), t.data_in_memory_gb, t.num_workers)
         models = build("model", cfg.model, shape=tuple(self.data.shape), num_classes=self.data.num_classes)
         layout = torch.channels_last if t.channels_last and self.data.kind == "image" else torch.contiguous_format
         self.G = models.generator.to(self.device, memory_format=layout)
@@ -158,7 +159,7 @@ class Trainer:
         for finding in self.doctor.summary():
             log.warning("doctor: step %d %s: %s Try: %s", finding.step, finding.symptom, finding.message, finding.fix)
         in_sync = len(set(gather_objects(parameters_checksum(self.G), self.world))) == 1
-        self._summary(stats, elapsed, interrupted, start_step, in_sync)
+        ui.print_summary(summary_rows(self, stats, elapsed, interrupted, start_step, in_sync))
         return {"step": self.step, "run_dir": str(run), "time_s": elapsed, "interrupted": interrupted,
                 **stats, **self.eval_results, **({"best": self.best} if self.best else {})}
 
@@ -365,44 +366,8 @@ class Trainer:
         count = min(len(self.data), self.t.batch_size, 256)  # the doctor's diversity reference: one batch
         self._real_batch = torch.stack([self.data.dataset[i][0] for i in range(count)]).to(self.device)
         self.logger.image("samples/real", real_picture, self.step)
-        flat = flatten({k: v for k, v in OmegaConf.to_container(self.cfg, resolve=True).items()})
-        flat.update({group: option for group, option in self.choices.items() if group in ui.GROUP_ORDER})
-        self.logger.hparams(flat, ["loss/D", "loss/G", "D/real", "D/fake"])
+        self.logger.hparams(hparams_of(self.cfg, self.choices), ["loss/D", "loss/G", "D/real", "D/fake"])
         self.logger.text("config", "```yaml\n" + OmegaConf.to_yaml(self.cfg, resolve=True) + "```")
-
-    def _summary(self, stats: dict[str, float], elapsed: float, interrupted: bool, start_step: int,
-                 in_sync: bool) -> None:
-        world = self.world
-        rows = {
-            "status": "[yellow]interrupted[/]" if interrupted else "[green]finished[/]",
-            "steps": f"{self.step} / {self.t.max_steps}" + (f" (resumed at {start_step})" if self.resumed_from else ""),
-            "time": f"{elapsed:.1f} s",
-            "device": describe_device(self.device),
-            **({"processes": f"{world.size} (DDP), global batch {world.size} x {self.t.batch_size} = "
-                             f"{world.size * self.t.batch_size}; ranks in sync: {'yes' if in_sync else 'NO'}"}
-               if world.distributed else {}),
-            **({"last stats": ui.format_stats(stats)} if stats else {}),
-            "doctor": "\n".join(f"[yellow]step {f.step}: {f.message}[/] Try: {f.fix}" for f in self.doctor.summary())
-                      or "[green]no failure mode seen[/]",
-            "run folder": str(self.run_dir),
-            "checkpoint": str(self.ckpt_dir / LAST),
-            "samples": str(self.run_dir / "samples"),
-            "tensorboard": f"tensorboard --logdir {self.run_dir.parent if self.run_dir.parent.name.isdigit() else self.run_dir}",
-        }
-        if interrupted:
-            rows["resume"] = f"gan train trainer.resume={self.ckpt_dir / LAST} ..."
-        ui.print_summary(rows)
-
-
-def flatten(tree: dict, prefix: str = "") -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for k, v in tree.items():
-        key = f"{prefix}{k}"
-        if isinstance(v, dict):
-            out.update(flatten(v, key + "."))
-        else:
-            out[key] = v
-    return out
 
 
 def train(cfg: DictConfig, run_dir: str | Path, choices: dict[str, str] | None = None) -> dict[str, Any]:
