@@ -34,33 +34,15 @@ sys.path.insert(0, str(REPO))
 from gan_cli.data.embedded import fake  # noqa: E402
 from gan_cli.engine.trainer import train  # noqa: E402
 from tests.conftest import compose_cfg  # noqa: E402
+from tests.test_models import reference_dcgan  # noqa: E402
 
 NZ, NGF, NDF, NC, BATCH = 100, 64, 64, 3, 64
-
-
-def reference_models() -> tuple[nn.Module, nn.Module]:
-    """pytorch/examples dcgan/main.py, layer for layer."""
-    G = nn.Sequential(
-        nn.ConvTranspose2d(NZ, NGF * 8, 4, 1, 0, bias=False), nn.BatchNorm2d(NGF * 8), nn.ReLU(True),
-        nn.ConvTranspose2d(NGF * 8, NGF * 4, 4, 2, 1, bias=False), nn.BatchNorm2d(NGF * 4), nn.ReLU(True),
-        nn.ConvTranspose2d(NGF * 4, NGF * 2, 4, 2, 1, bias=False), nn.BatchNorm2d(NGF * 2), nn.ReLU(True),
-        nn.ConvTranspose2d(NGF * 2, NGF, 4, 2, 1, bias=False), nn.BatchNorm2d(NGF), nn.ReLU(True),
-        nn.ConvTranspose2d(NGF, NC, 4, 2, 1, bias=False), nn.Tanh(),
-    )
-    D = nn.Sequential(
-        nn.Conv2d(NC, NDF, 4, 2, 1, bias=False), nn.LeakyReLU(0.2, inplace=True),
-        nn.Conv2d(NDF, NDF * 2, 4, 2, 1, bias=False), nn.BatchNorm2d(NDF * 2), nn.LeakyReLU(0.2, inplace=True),
-        nn.Conv2d(NDF * 2, NDF * 4, 4, 2, 1, bias=False), nn.BatchNorm2d(NDF * 4), nn.LeakyReLU(0.2, inplace=True),
-        nn.Conv2d(NDF * 4, NDF * 8, 4, 2, 1, bias=False), nn.BatchNorm2d(NDF * 8), nn.LeakyReLU(0.2, inplace=True),
-        nn.Conv2d(NDF * 8, 1, 4, 1, 0, bias=False), nn.Sigmoid(),
-    )
-    return G, D
 
 
 def plain_loop_ms(images: torch.Tensor, warmup: int, steps: int, device: torch.device, batch: int = BATCH) -> float:
     """The pytorch/examples training step, timed after `warmup` steps."""
     torch.manual_seed(0)
-    G, D = (m.to(device) for m in reference_models())
+    G, D = (m.to(device) for m in reference_dcgan(NZ, NGF, NDF, NC))  # pytorch/examples, layer for layer
     criterion = nn.BCELoss()
     opt_d = torch.optim.Adam(D.parameters(), lr=2e-4, betas=(0.5, 0.999))
     opt_g = torch.optim.Adam(G.parameters(), lr=2e-4, betas=(0.5, 0.999))
