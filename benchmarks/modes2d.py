@@ -14,7 +14,8 @@ A recipe is an experiment name (``ring8``; ``{dataset}`` is replaced by the data
 recipe is ``{dataset}``), or a space-separated list of Hydra overrides, optionally labelled
 ``LABEL::override override ...``. Every run also gets ``dataset=<dataset>`` (unless the recipe names an
 experiment of that name), ``trainer.seed``, ``trainer.num_workers=0``, ``trainer.device``, a ``log_every`` of
-max_steps/50 (the doctor judges symptoms over 10 log steps), and sample/checkpoint intervals of max_steps.
+max_steps/50 (the doctor judges symptoms over 10 log steps), mode-coverage evaluation every max_steps/20 (so the
+doctor sees dropped modes), and sample/checkpoint intervals of max_steps.
 
 Goal per seed: ring8 all 8 modes and HQ >= 98%; grid25 all 25 modes and HQ >= 95%.
 """
@@ -94,6 +95,11 @@ def run_one(dataset: str, overrides: list[str], seed: int, run_dir: Path, device
             cfg.trainer.log_every = max(1, steps // 50)
         cfg.trainer.sample_every = steps
         cfg.trainer.ckpt_every = steps
+        if "trainer.eval_every" not in user:  # the doctor also judges mode coverage (eval `modes`)
+            cfg.trainer.eval_every = max(1, steps // 20)
+            cfg.trainer.eval.metrics = ["modes"]
+            cfg.trainer.eval.num_fake = 2500
+            cfg.trainer.eval.cache_dir = str(run_dir / "cache")
     run_dir.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
     with run_logging(run_dir):

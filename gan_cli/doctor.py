@@ -19,7 +19,8 @@ Rules and sources:
   g_wins              D/fake >= D/real - g_wins_margin: D no longer separates real from fake
                       (D collapse); compares raw scores directly, so it works for every loss.
                       Note: BCE training at its exact equilibrium sits at D/real = D/fake = 0.5.
-  mode_collapse       extra diversity_ratio < diversity_ratio, or extra class_kl > class_kl
+  mode_collapse       extra diversity_ratio < diversity_ratio, or extra class_kl > class_kl, or
+                      extra mode_coverage (2D mixtures: modes covered / modes) < mode_coverage
                       (Salimans et al. 2016, minibatch discrimination; Metz et al. 2017).
   oscillation         over the last oscillation_window observations, BOTH loss/G and loss/D
                       (each): (a) no trend: a least-squares line explains under half the variance,
@@ -64,6 +65,7 @@ class DoctorConfig:
     g_wins_margin: float = 0.0          # D(G(z)) >= D(x) - margin -> D collapse
     diversity_ratio: float = 0.5        # fake/real mean pairwise distance below this -> mode collapse
     class_kl: float = 0.5               # KL(predicted classes || uniform) above this -> mode collapse
+    mode_coverage: float = 0.9          # 2D mixtures: fraction of modes covered (eval `modes`) below this
     oscillation_window: int = 20        # log steps to judge oscillation over
     oscillation_min_swing: float = 0.25  # detrended std / mean |loss| above this (both losses)
     critic_flat_tol: float = 1e-4       # WGAN: loss/D range over `window` below this
@@ -175,12 +177,15 @@ class Doctor:
                              f"{f' - {c.g_wins_margin}' if c.g_wins_margin else ''} for {c.window} log steps", c.window)
 
         div, kl = _stat(extra, "diversity_ratio"), _stat(extra, "class_kl")
-        if div is not None or kl is not None:
+        cover = _stat(extra, "mode_coverage")
+        if div is not None or kl is not None or cover is not None:
             low_div, high_kl = div is not None and div < c.diversity_ratio, kl is not None and kl > c.class_kl
+            few_modes = cover is not None and cover < c.mode_coverage
             seen = [f"fake/real diversity ratio {_fmt(div)} < {c.diversity_ratio}"] if low_div else []
             seen += [f"class-histogram KL to uniform {_fmt(kl)} > {c.class_kl}"] if high_kl else []
-            out["mode_collapse"] = (low_div or high_kl, f"mode collapse: {' and '.join(seen)} for {c.window} log steps",
-                                    c.window)
+            seen += [f"only {_fmt(cover * 100)}% of the data's modes covered"] if few_modes else []
+            out["mode_collapse"] = (low_div or high_kl or few_modes,
+                                    f"mode collapse: {' and '.join(seen)} for {c.window} log steps", c.window)
 
         lg, ld = _stat(stats, "loss/G"), _stat(stats, "loss/D")
         if lg is not None and ld is not None:

@@ -149,3 +149,16 @@ def test_diversity_ratio():
     other = torch.randn(512, 3, 4, 4, generator=g)
     assert diversity_ratio(other, real) == pytest.approx(1.0, abs=0.03)
     assert diversity_ratio(0.2 * other, real) == pytest.approx(0.2, abs=0.01)
+
+
+def test_mode_collapse_from_2d_mode_coverage():
+    """A generator that covers 21 of 25 modes is flagged even when its spread looks fine."""
+    doc = Doctor(DoctorConfig(window=5, warmup_steps=0), probabilities=True, wasserstein=False)
+    healthy = {"D/real": 0.6, "D/fake": 0.4, "loss/D": 1.2, "loss/G": 0.9, "grad_norm/G": 1.0}
+    findings = []
+    for step in range(8):
+        findings += doc.observe(step, healthy, {"diversity_ratio": 0.95, "mode_coverage": 21 / 25})
+    assert [(f.symptom, f.step) for f in findings] == [("mode_collapse", 4)]
+    assert "84% of the data's modes" in findings[0].message
+    assert doc.observe(8, healthy, {"diversity_ratio": 0.95, "mode_coverage": 1.0}) == []
+    assert doc.health()["health/mode_collapse"] == 0.0

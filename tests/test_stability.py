@@ -125,11 +125,13 @@ def test_doctor_flags_mode_collapse_on_a_generator_that_cannot_spread(run_dir):
     """G frozen at its initial weights (lr 0) emits one small blob: far less diverse than the ring."""
     cfg = compose_cfg(*TINY_MLP_RING, "optimizer.generator.lr=0", "trainer.max_steps=60", "trainer.log_every=5",
                       "trainer.batch_size=64", "trainer.num_workers=0", "trainer.device=cpu",
-                      "trainer.doctor.warmup_steps=0")
+                      "trainer.doctor.warmup_steps=0", "trainer.eval_every=5", "trainer.eval.metrics=[modes]",
+                      "trainer.eval.num_fake=500", f"trainer.eval.cache_dir={run_dir.parent / 'cache'}")
     trainer = Trainer(cfg, run_dir)
     trainer.fit()
     findings = [f for f in trainer.doctor.summary() if f.symptom == "mode_collapse"]
     assert len(findings) == 1 and "model.minibatch" in findings[0].fix
+    assert "diversity ratio" in findings[0].message and "modes covered" in findings[0].message
     ratios = [e.value for e in read_events(run_dir / "tb").Scalars("health/diversity_ratio")]
     assert max(ratios) < 0.5
 

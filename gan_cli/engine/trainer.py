@@ -179,6 +179,8 @@ class Trainer:
         extra = {"gp_grad_norm": stats["diag/gp_grad_norm"]} if "diag/gp_grad_norm" in stats else {}
         if "class_kl" in self.eval_results:
             extra["class_kl"] = self.eval_results["class_kl"]
+        if "modes" in self.eval_results:
+            extra["mode_coverage"] = self.eval_results["modes"] / self.eval_results["num_modes"]
         G = self.G_for_outputs
         with torch.no_grad(), torch.random.fork_rng(devices=[self.device] if self.device.type == "cuda" else []):
             torch.manual_seed(self.step)  # a fresh batch without touching the training RNG
