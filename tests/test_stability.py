@@ -74,15 +74,20 @@ def test_ema_weights_differ_from_live_weights_and_follow_them(run_dir):
     assert all(torch.equal(state["ema"][k], v) for k, v in trainer.ema.model.state_dict().items())
 
 
-def test_ema_resume_is_exact(tmp_path):
-    base = [*FAST, *TINY_DCGAN, "trainer.ema.enabled=true", "trainer.lr_decay=linear"]
+def test_ema_and_lr_schedule_resume_exactly(tmp_path):
+    """EMA weights, their update count and the lr scheduler come back from the checkpoint:
+    4 steps + resume + 4 equals 8 in one go (exponential decay does not depend on max_steps)."""
+    base = [*FAST, *TINY_DCGAN, "trainer.ema.enabled=true", "trainer.lr_decay=exponential",
+            "trainer.lr_decay_gamma=0.5"]
     train(compose_cfg(*base, "trainer.max_steps=8"), tmp_path / "full")
-    train(compose_cfg(*base, "trainer.max_steps=4"), tmp_path / "half")  # a linear decay to step 4 ...
-    # ... is a different schedule from one to step 8: resume with the full run's config from the start
-    train(compose_cfg(*base, "trainer.max_steps=8"), tmp_path / "a")
+    train(compose_cfg(*base, "trainer.max_steps=4"), tmp_path / "half")
+    train(compose_cfg(*base, "trainer.max_steps=8", f"trainer.resume={tmp_path / 'half'}"), tmp_path / "resumed")
     a = torch.load(tmp_path / "full/checkpoints/last.pt", weights_only=True)
-    b = torch.load(tmp_path / "a/checkpoints/last.pt", weights_only=True)
-    assert all(torch.equal(a["ema"][k], b["ema"][k]) for k in a["ema"])
+    b = torch.load(tmp_path / "resumed/checkpoints/last.pt", weights_only=True)
+    for part in ("generator", "ema"):
+        assert all(torch.equal(a[part][k], b[part][k]) for k in a[part]), part
+    assert a["ema_updates"] == b["ema_updates"] == 8
+    assert a["opt_g"]["param_groups"][0]["lr"] == b["opt_g"]["param_groups"][0]["lr"] < 2e-4
 
 
 def test_linear_lr_decay_reaches_zero(run_dir):

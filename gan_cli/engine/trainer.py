@@ -132,6 +132,7 @@ class Trainer:
                         self._check_finite(stats)
                     except TrainingDiverged as diverged:
                         if not self._rollback(diverged):
+                            self.logger.close()
                             raise
                         continue
                     stats.update(self._extra_scalars(self.step - window_step, now - window_start))
@@ -147,7 +148,11 @@ class Trainer:
                 if self.step % t.ckpt_every == 0:
                     self.save()
         interrupted = any_rank(stop.requested, self.world, self.device)
-        self._check_finite(self.update.stats.read())
+        try:
+            self._check_finite(self.update.stats.read())
+        except TrainingDiverged:
+            self.logger.close()
+            raise
         if self._sampled_at != self.step:
             self.sample()
         if t.eval_every and self._evaluated_at != self.step:
@@ -182,7 +187,7 @@ class Trainer:
         if "modes" in self.eval_results:
             extra["mode_coverage"] = self.eval_results["modes"] / self.eval_results["num_modes"]
         G = self.G_for_outputs
-        with torch.no_grad(), torch.random.fork_rng(devices=[self.device] if self.device.type == "cuda" else []):
+        with torch.no_grad(), self._own_rng():
             torch.manual_seed(self.step)  # a fresh batch without touching the training RNG
             was_training = G.training
             G.eval()  # no BatchNorm statistics updates: the run must not depend on what it measures
@@ -197,6 +202,10 @@ class Trainer:
             self.logger.text("health/findings", f"**{finding.symptom}** at step {finding.step}: {finding.message}"
                                                 f"  \nTry: `{finding.fix}`", self.step)
         return {**self.doctor.health(), "health/diversity_ratio": extra["diversity_ratio"]}
+
+    def _own_rng(self):
+        """Random draws inside leave the training RNG as it was (measurements must not change the run)."""
+        return torch.random.fork_rng(devices=[self.device] if self.device.type == "cuda" else [])
 
     def _rollback(self, diverged: TrainingDiverged) -> bool:
         """nan_policy=rollback: reload the last good checkpoint with both learning rates halved."""
@@ -221,9 +230,6 @@ class Trainer:
         bad = [k for k, v in stats.items() if not math.isfinite(v)]
         if bad_step < 0 and not bad:
             return
-        if self.t.nan_policy == "rollback" and self.last_good is not None and self.rollbacks < 3:
-            raise TrainingDiverged(f"Training diverged at step {bad_step if bad_step >= 0 else self.step}.")
-        self.logger.close()
         kept = f"The last good checkpoint, {self.last_good}, is kept" if self.last_good else "No checkpoint had been written yet"
         raise TrainingDiverged(
             f"Training diverged: {', '.join(bad) or 'a loss'} became NaN/Inf at step {bad_step if bad_step >= 0 else self.step}. "
@@ -262,7 +268,7 @@ class Trainer:
         if not self.world.main:
             return
         settings = EvalSettings.from_config(self.t.eval)
-        with torch.random.fork_rng(devices=[self.device] if self.device.type == "cuda" else []):
+        with self._own_rng():
             if self._evaluator is None:  # may train the digits classifier once: keep the training RNG intact
                 self._evaluator = Evaluator(self.cfg.dataset, settings, self.device)
             G = self.G_for_outputs

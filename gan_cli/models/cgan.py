@@ -24,20 +24,9 @@ from gan_cli.models.dcgan import (
     init_dcgan_weights,
 )
 from gan_cli.models.mlp import MLPDiscriminator, MLPGenerator
-from gan_cli.models.options import check_options, check_square_image, finish
+from gan_cli.models.options import check_options, check_square_image, finish, require_labels
 
 DISCRIMINATORS = ("concat", "projection")
-
-
-def require_labels(model: str, num_classes: int) -> int:
-    """Return ``num_classes`` or raise ConfigError when the dataset has no labels."""
-    if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 1:
-        raise ConfigError(
-            f"model={model} needs a labelled dataset (digits, mnist, ...), but this dataset has "
-            f"num_classes={num_classes!r}; pick a labelled dataset or an unconditional model "
-            "(model=dcgan, model=mlp)."
-        )
-    return num_classes
 
 
 def check_y(y: Tensor | None) -> Tensor:
@@ -134,7 +123,8 @@ def build(
     ``num_layers`` hidden layers of ``hidden_dim`` units. ``latent_dim`` ``None`` = 100 for
     images, 2 for points; ``embed_dim`` ``None`` = ``num_classes``.
     """
-    num_classes = require_labels("cgan", num_classes)
+    num_classes = require_labels("model=cgan", num_classes,
+                                 "pick a labelled dataset or an unconditional model (model=dcgan, model=mlp)")
     shape = tuple(int(s) for s in shape)
     is_image = len(shape) != 1
     if is_image:

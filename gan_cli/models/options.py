@@ -114,3 +114,13 @@ def check_square_image(model: str, shape: tuple[int, ...], valid: tuple[int, ...
             "of those or use model=mlp."
         )
     return channels, height
+
+
+def require_labels(what: str, num_classes: int, fix: str) -> int:
+    """Return ``num_classes`` or raise ConfigError: a conditional model needs a labelled dataset."""
+    if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 1:
+        raise ConfigError(
+            f"{what} needs a labelled dataset (digits, mnist, ...), but this dataset has "
+            f"num_classes={num_classes!r}; {fix}."
+        )
+    return num_classes

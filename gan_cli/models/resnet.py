@@ -23,7 +23,7 @@ from torch import Tensor, nn
 from gan_cli.errors import ConfigError
 from gan_cli.models.base import GanModels, require_positive_int
 from gan_cli.models.layers import ConditionalBatchNorm2d, SelfAttention
-from gan_cli.models.options import check_options, check_square_image, finish, minibatch_layer
+from gan_cli.models.options import check_options, check_square_image, finish, minibatch_layer, require_labels
 
 VALID_RESOLUTIONS = (16, 32, 64, 128)
 
@@ -188,13 +188,8 @@ def check_conditional(model: str, conditional: bool, num_classes: int) -> int:
         raise ConfigError(f"model.conditional is {conditional!r}; use true or false.")
     if not conditional:
         return 0
-    if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 1:
-        raise ConfigError(
-            f"model={model} with model.conditional=true needs a labelled dataset (digits, mnist, "
-            f"...), but this dataset has num_classes={num_classes!r}; pick a labelled dataset or "
-            "set model.conditional=false."
-        )
-    return num_classes
+    return require_labels(f"model={model} with model.conditional=true", num_classes,
+                          "pick a labelled dataset or set model.conditional=false")
 
 
 def build(
