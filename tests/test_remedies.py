@@ -11,9 +11,11 @@ from omegaconf import OmegaConf
 from torch import nn
 
 from gan_cli.engine.augment import annealed_std, diff_augment, instance_noise
+from gan_cli.engine.setup import make_penalty
 from gan_cli.errors import ConfigError
 from gan_cli.losses import Minimax, NonSaturating
 from gan_cli.losses.penalties import DRAGAN, R1, R2, GradientPenalty
+from tests.conftest import compose_cfg
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 
@@ -161,6 +163,19 @@ def test_penalty_configs_instantiate():
         p = instantiate(OmegaConf.load(CONFIGS / "penalty" / f"{name}.yaml"))
         assert type(p) is cls and p.weight == 10.0 and p.every == 1 and p.name == name
     assert len(OmegaConf.load(CONFIGS / "penalty" / "none.yaml")) == 0
+
+
+def test_2d_experiments_penalty_and_remedies():
+    grid = compose_cfg("experiment=grid25")
+    r1 = make_penalty(grid.penalty)
+    assert type(r1) is R1 and r1.weight == 0.1 and r1.every == 4
+    assert grid.model.pack == 2 and grid.trainer.ema.enabled
+    # penalty=none drops R1 even though the experiment's penalty.weight/every stay behind in the config
+    swapped = compose_cfg("experiment=grid25", "penalty=none").penalty
+    assert swapped.weight == 0.1 and make_penalty(swapped) is None
+    vanilla = compose_cfg("experiment=vanilla2d")  # the grid recipe without its remedies
+    assert make_penalty(vanilla.penalty) is None and vanilla.model.pack == 1 and not vanilla.trainer.ema.enabled
+    assert vanilla.trainer.max_steps == grid.trainer.max_steps and vanilla.trainer.n_critic == grid.trainer.n_critic
 
 
 # ------------------------------------------------------------------------------- DiffAugment

@@ -26,6 +26,17 @@ def make_optimizer(group: str, node: DictConfig, module: torch.nn.Module, device
     return factory(module.parameters(), **extra)
 
 
+def make_penalty(node: DictConfig | None):
+    """The extra penalty on D, or None for `penalty=none`.
+
+    An experiment that sets its penalty's keys (`experiment=grid25`: R1 weight and every) leaves them
+    behind when the command line swaps the penalty for `none`; with no `_target_` they are ignored.
+    """
+    if not node or not node.get("_target_"):
+        return None
+    return build("penalty", node)
+
+
 def compiled(module: torch.nn.Module, name: str) -> torch.nn.Module:
     """torch.compile(module), or the module itself with a message when compiling is not possible here."""
     try:

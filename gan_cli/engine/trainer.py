@@ -29,7 +29,8 @@ from gan_cli.engine.distributed import (any_rank, gather_objects, init_world, pa
                                         unwrap, wrap)
 from gan_cli.engine.interrupt import StopOnInterrupt
 from gan_cli.engine.precision import Precision
-from gan_cli.engine.setup import compiled, conditional, configure_backends, fixed_batch, make_optimizer, peak_memory_gb
+from gan_cli.engine.setup import (compiled, conditional, configure_backends, fixed_batch, make_optimizer,
+                                  make_penalty, peak_memory_gb)
 from gan_cli.engine.report import hparams_of, summary_rows
 from gan_cli.engine.restore import generate
 from gan_cli.errors import CheckpointError, ConfigError, TrainingDiverged
@@ -67,7 +68,7 @@ class Trainer:
         self.precision = Precision(t.precision, self.device)
         torch.manual_seed(t.seed + self.world.rank)  # per-rank randomness (dropout, augmentation, penalties)
 
-        self.penalty = build("penalty", cfg.penalty) if cfg.get("penalty") else None
+        self.penalty = make_penalty(cfg.get("penalty"))
         self.fixed_z, self.fixed_y, self.grid_row = fixed_batch(t.num_samples, self.latent_dim, t.seed,
                                                                 self.data.num_classes, conditional(self.G))
         self.fixed_z, self.fixed_y = self.fixed_z.to(self.device), self.fixed_y.to(self.device)
