@@ -22,3 +22,7 @@ class CheckpointError(GanCliError):
 
 class TrainingDiverged(GanCliError):
     """A loss became NaN or Inf; the last good checkpoint is kept."""
+
+
+class UntrustedTarget(ConfigError):
+    """A config or checkpoint names a `_target_` that is not allowed (see gan_cli.trust)."""

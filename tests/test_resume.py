@@ -67,7 +67,8 @@ class NanAfter(NonSaturating):
         return loss * float("nan") if self.calls > self.after else loss
 
 
-def test_nan_stops_with_step_and_keeps_last_good_checkpoint(run_dir):
+def test_nan_stops_with_step_and_keeps_last_good_checkpoint(run_dir, monkeypatch):
+    monkeypatch.setenv("GAN_CLI_TRUST", "tests")
     cfg = compose_cfg(*FAST, *TINY_DCGAN, "trainer.max_steps=10", "trainer.log_every=1", "trainer.ckpt_every=4",
                       "loss._target_=tests.test_resume.NanAfter", "+loss.after=6")
     with pytest.raises(TrainingDiverged, match=r"loss/D.*step 7") as err:
@@ -110,7 +111,8 @@ class NanOnce(NanAfter):
         return loss * float("nan") if self.calls == self.after + 1 else loss
 
 
-def test_nan_rollback_reloads_last_good_checkpoint_with_lower_lr(run_dir):
+def test_nan_rollback_reloads_last_good_checkpoint_with_lower_lr(run_dir, monkeypatch):
+    monkeypatch.setenv("GAN_CLI_TRUST", "tests")
     cfg = compose_cfg(*FAST, *TINY_DCGAN, "trainer.max_steps=8", "trainer.log_every=1", "trainer.ckpt_every=2",
                       "trainer.nan_policy=rollback", "loss._target_=tests.test_resume.NanOnce", "+loss.after=4")
     result = train(cfg, run_dir)  # NaN at step 5: back to step 4, lrs halved, on to step 8
@@ -120,7 +122,8 @@ def test_nan_rollback_reloads_last_good_checkpoint_with_lower_lr(run_dir):
     assert all(torch.isfinite(v).all() for v in state["generator"].values() if v.is_floating_point())
 
 
-def test_nan_rollback_gives_up_after_three_tries(run_dir):
+def test_nan_rollback_gives_up_after_three_tries(run_dir, monkeypatch):
+    monkeypatch.setenv("GAN_CLI_TRUST", "tests")
     cfg = compose_cfg(*FAST, *TINY_DCGAN, "trainer.max_steps=8", "trainer.log_every=1", "trainer.ckpt_every=2",
                       "trainer.nan_policy=rollback", "loss._target_=tests.test_resume.NanAfter", "+loss.after=3")
     with pytest.raises(TrainingDiverged):

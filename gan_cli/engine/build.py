@@ -1,5 +1,6 @@
 """Turn config groups into objects. Every `instantiate` of the project goes through here,
-so a bad option surfaces as one clear error naming the group instead of a stack trace."""
+so a bad option surfaces as one clear error naming the group instead of a stack trace, and
+no config names code that gan_cli.trust does not allow."""
 from __future__ import annotations
 
 from typing import Any
@@ -9,10 +10,14 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig
 
 from gan_cli.errors import ConfigError, GanCliError
+from gan_cli.trust import check_config
 
 
 def build(group: str, node: DictConfig, **kwargs: Any) -> Any:
-    """`instantiate(node, **kwargs)`; errors name `group` and the node's `_target_`."""
+    """`instantiate(node, **kwargs)`; errors name `group` and the node's `_target_`.
+
+    Every `_target_` of `node`, at any depth, must be allowed by gan_cli.trust: checked before anything is built."""
+    check_config(node, "The config", path=group)
     try:
         return instantiate(node, **kwargs)
     except InstantiationException as e:

@@ -8,6 +8,7 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 from rich.console import Console
 from rich.panel import Panel
+from rich.text import Text
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 from rich.tree import Tree
@@ -99,7 +100,9 @@ def print_metrics(results: dict[str, float], protocol: dict[str, Any]) -> None:
 
 
 def print_error(message: str, title: str = "error") -> None:
-    error_console.print(Panel(message, title=f"[bold red]{title}[/]", border_style="red", expand=False), highlight=False)
+    """`message` as plain text: it may quote user input (paths, config values) that looks like markup."""
+    error_console.print(Panel(Text(message), title=f"[bold red]{title}[/]", border_style="red", expand=False),
+                        highlight=False)
 
 
 class Stopwatch:
