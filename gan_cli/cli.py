@@ -3,19 +3,23 @@ from __future__ import annotations
 
 import sys
 
+from gan_cli.trust import take_trust_flags
+
 COMMANDS = {
     "train": ("gan_cli.train", "train a GAN (Hydra overrides: model=dcgan loss=wgan_gp ...)"),
     "sample": ("gan_cli.sample", "samples from a trained generator: PNG grid or .npz (ckpt=RUN num=64)"),
     "eval": ("gan_cli.eval", "metrics of a trained generator, written to <run>/eval.json (ckpt=RUN)"),
 }
 
-USAGE = """usage: gan COMMAND [HYDRA OVERRIDES AND FLAGS]
+USAGE = """usage: gan COMMAND [--trust PREFIX] [HYDRA OVERRIDES AND FLAGS]
 
 commands:
 {commands}
 
 Every command is a Hydra app: `gan COMMAND --help` lists its config groups and options,
-`gan COMMAND --cfg job` prints the composed config, `-m` sweeps.
+`gan COMMAND --cfg job` prints the composed config, `-m` sweeps. A config or checkpoint may
+name only gan_cli's own builders and torch.optim; `--trust my_models` (or GAN_CLI_TRUST=my_models)
+also allows your own code under that module prefix.
 
 examples:
   gan train                                      quickstart: DCGAN on the embedded digits
@@ -27,7 +31,7 @@ examples:
 
 
 def main(argv: list[str] | None = None) -> None:
-    argv = sys.argv[1:] if argv is None else argv
+    argv = take_trust_flags(sys.argv[1:] if argv is None else argv)  # before Hydra sees them; children inherit
     if not argv or argv[0] in ("-h", "--help", "help"):
         width = max(len(c) for c in COMMANDS)
         lines = "\n".join(f"  {name:<{width}}  {text}" for name, (_, text) in COMMANDS.items())
@@ -38,9 +42,14 @@ def main(argv: list[str] | None = None) -> None:
         print(f"gan: unknown command {command!r}. Valid commands: {', '.join(COMMANDS)}. See `gan --help`.",
               file=sys.stderr)
         sys.exit(2)
-    module = __import__(COMMANDS[command][0], fromlist=["main"])
-    sys.argv = [f"gan {command}", *rest]
-    module.main()
+    try:
+        module = __import__(COMMANDS[command][0], fromlist=["main"])
+        sys.argv = [f"gan {command}", *rest]
+        module.main()
+    except KeyboardInterrupt as e:  # Ctrl-C while starting up (imports, config composition): no traceback
+        signum = getattr(e, "signum", 2)
+        print(f"\ngan {command}: stopped by signal {signum} while starting; nothing was saved.", file=sys.stderr)
+        sys.exit(128 + signum)
 
 
 if __name__ == "__main__":

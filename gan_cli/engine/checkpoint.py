@@ -2,11 +2,13 @@
 
 A checkpoint is a plain dict of tensors, numbers, strings and state dicts, so it loads
 without unpickling arbitrary objects. Writing goes to a temporary file in the same folder,
-then `os.replace`, so `last.pt` is always either the old or the new complete file.
+named for its writer, then `os.replace`, so `last.pt` is always the old or the new complete file.
 """
 from __future__ import annotations
 
+import errno
 import os
+import secrets
 from pathlib import Path
 from typing import Any
 
@@ -18,13 +20,51 @@ LAST = "last.pt"
 
 
 def save_atomic(state: dict[str, Any], path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    with open(tmp, "wb") as f:
-        torch.save(state, f)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    """Write `state` to `path` so that `path` is always the old or the new complete file.
+
+    The temporary file's name is unique to this process and call, and it is removed if the
+    write fails or is interrupted; a full disk becomes a CheckpointError naming the file.
+    """
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with open(tmp, "wb") as f:
+            torch.save(state, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException as failure:
+        tmp.unlink(missing_ok=True)
+        e = os_error_in(failure)
+        if e is not None:
+            raise CheckpointError(
+                f"Could not write checkpoint {path}: {e.strerror or e} ({errno.errorcode.get(e.errno, 'OSError')}). "
+                f"The previous {path.name}, if any, is unchanged. Free space on that disk or make "
+                f"{path.parent} writable, then resume with trainer.resume=auto."
+            ) from None
+        raise
+    _sync_folder(path.parent)
+
+
+def os_error_in(e: BaseException | None) -> OSError | None:
+    """The OSError behind `e` (torch.save reports a full disk as a RuntimeError caused by one)."""
+    while e is not None and not isinstance(e, OSError):
+        e = e.__cause__ or e.__context__
+    return e
+
+
+def _sync_folder(folder: Path) -> None:
+    """Make the rename itself durable (a power cut must not bring back the old file)."""
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass  # not every file system syncs folders
+    finally:
+        os.close(fd)
 
 
 def find_checkpoint(path: str | Path) -> Path:
@@ -51,4 +91,7 @@ def load_checkpoint(path: Path, map_location: str | torch.device = "cpu") -> dic
     missing = {"step", "generator", "discriminator", "opt_g", "opt_d"} - set(state if isinstance(state, dict) else ())
     if missing:
         raise CheckpointError(f"Checkpoint {path} is not a gan_cli training checkpoint (missing {sorted(missing)}).")
+    from gan_cli.trust import check_config  # a shared checkpoint may name only code the user trusts
+
+    check_config(state.get("config"), f"Checkpoint {path}'s stored config")
     return state
