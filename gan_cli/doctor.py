@@ -241,6 +241,23 @@ class Doctor:
         """Every finding so far, in order."""
         return list(self._findings)
 
+    def state_dict(self) -> dict:
+        """What a resumed run needs to judge its next log steps as the uninterrupted run would (plain types)."""
+        return {"streak": dict(self._streak), "active": dict(self._active), "seen": self._seen,
+                "g_grad_max": self._g_grad_max, "loss_g": list(self._loss_g), "loss_d": list(self._loss_d),
+                "critic": list(self._critic), "findings": [vars(f) for f in self._findings]}
+
+    def load_state_dict(self, state: dict | None) -> None:
+        if not state:  # a checkpoint from before the doctor was saved: start watching afresh
+            return
+        self._streak.update(state["streak"])
+        self._active.update(state["active"])
+        self._seen, self._g_grad_max = state["seen"], state["g_grad_max"]
+        for queue, key in ((self._loss_g, "loss_g"), (self._loss_d, "loss_d"), (self._critic, "critic")):
+            queue.clear()
+            queue.extend(state[key])
+        self._findings = [Finding(**f) for f in state["findings"]]
+
 
 @torch.no_grad()
 def diversity_ratio(fake: Tensor, real: Tensor) -> float:

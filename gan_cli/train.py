@@ -15,6 +15,7 @@ from rich.text import Text
 
 from gan_cli.config import config_dir, register_schema
 from gan_cli.engine.device import device_for_job
+from gan_cli.engine.interrupt import exit_code
 from gan_cli.engine.trainer import train
 from gan_cli.hydra_app import report_errors
 from gan_cli.logging import console as ui
@@ -39,7 +40,7 @@ def main(cfg: DictConfig) -> float | None:
     print_config_tree(cfg, choices)
     result = train(cfg, hc.runtime.output_dir, choices)
     if result["interrupted"]:
-        sys.exit(130)
+        sys.exit(exit_code(result["signal"]))  # 130 for Ctrl-C, 143 for SIGTERM, ...
     return objective(cfg, result)
 
 
@@ -84,4 +85,7 @@ def objective(cfg: DictConfig, result: dict) -> float | None:
 
 
 if __name__ == "__main__":
+    from gan_cli.trust import take_trust_flags
+
+    sys.argv[1:] = take_trust_flags(sys.argv[1:])  # `--trust PREFIX`, before Hydra parses the rest
     main()

@@ -16,6 +16,7 @@ from torch import Tensor
 from torch.utils.data import DataLoader, Sampler, TensorDataset
 
 from gan_cli.data.base import GanData
+from gan_cli.engine.interrupt import ignore_stop_signals
 from gan_cli.errors import ConfigError
 
 
@@ -54,7 +55,8 @@ def materialize(data: GanData, limit_gb: float, num_workers: int) -> GanData:
     so that training indexes it on the device and never waits on a DataLoader (MNIST, CIFAR)."""
     if data.in_memory or len(data) * math.prod(data.shape) * 4 > limit_gb * 2**30:
         return data
-    loader = DataLoader(data.dataset, batch_size=512, num_workers=num_workers, generator=torch.Generator())
+    loader = DataLoader(data.dataset, batch_size=512, num_workers=num_workers, generator=torch.Generator(),
+                        worker_init_fn=ignore_stop_signals)
     xs, ys = zip(*((x, torch.as_tensor(y)) for x, y in loader))
     return replace(data, dataset=TensorDataset(torch.cat(xs), torch.cat(ys).long()))
 
@@ -74,6 +76,7 @@ class BatchStream:
         self.data, self.batch_size, self.device, self.seed = data, batch_size, device, seed
         self.num_workers = num_workers
         self.consumed = consumed
+        self._workers = None  # the DataLoader's iterator, when the data is streamed
         self._iter = self._start()
 
     def _start(self) -> Iterator[tuple[Tensor, Tensor]]:
@@ -85,14 +88,28 @@ class BatchStream:
             self.data.dataset, batch_sampler=sampler, num_workers=self.num_workers,
             pin_memory=self.device.type == "cuda", persistent_workers=self.num_workers > 0,
             generator=torch.Generator().manual_seed(self.seed),  # worker seeds; leaves the global RNG alone
+            worker_init_fn=ignore_stop_signals,  # the main process finishes the iteration, then stops them
         )
-        return ((x.to(self.device, non_blocking=True), torch.as_tensor(y).to(self.device, non_blocking=True))
-                for x, y in loader)
+        return self._stream(loader)
+
+    def _stream(self, loader: DataLoader) -> Iterator[tuple[Tensor, Tensor]]:
+        self._workers = iter(loader)  # the workers start with the first batch asked for
+        for x, y in self._workers:
+            yield x.to(self.device, non_blocking=True), torch.as_tensor(y).to(self.device, non_blocking=True)
 
     def restart(self, consumed: int) -> None:
         """Continue as if `consumed` batches had been taken (after a rollback)."""
+        self.close()
         self.consumed = consumed
         self._iter = self._start()
+
+    def close(self) -> None:
+        """Stop the DataLoader workers now. They ignore stop signals (and so the SIGTERM that
+        multiprocessing's exit handler would send them), so they are told to finish instead."""
+        shutdown = getattr(self._workers, "_shutdown_workers", None)
+        if shutdown is not None:
+            shutdown()
+        self._workers = None
 
     def next(self) -> tuple[Tensor, Tensor]:
         batch = next(self._iter)

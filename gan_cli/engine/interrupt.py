@@ -1,32 +1,76 @@
-"""Ctrl-C as a request: the loop finishes its step, saves, and stops; a second Ctrl-C aborts."""
+"""Stop signals as requests: the loop finishes its iteration, saves, and exits; a second signal aborts.
+
+Ctrl-C (SIGINT), SIGTERM (what Slurm and most schedulers send before they kill a job), SIGHUP
+and SIGUSR1/SIGUSR2 (what clusters send ahead of a time limit or preemption) all mean "save
+and stop". After the final checkpoint, a handler that was installed before ours (submitit's
+requeue on SIGUSR2, say) is called too, so a scheduler's own preemption logic still runs.
+"""
 from __future__ import annotations
 
 import signal
 import threading
 from types import FrameType
+from typing import Any
 
 from gan_cli.logging.console import console
 
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGUSR1, signal.SIGUSR2)
 
-class StopOnInterrupt:
-    """Within `with`, SIGINT sets `requested` instead of raising (main thread only)."""
+
+class StopNow(KeyboardInterrupt):
+    """A second stop signal: leave at once (the last checkpoint written is the one kept)."""
+
+    def __init__(self, signum: int):
+        super().__init__(signum)
+        self.signum = signum
+
+
+def signal_name(signum: int) -> str:
+    return "Ctrl-C" if signum == signal.SIGINT else signal.Signals(signum).name
+
+
+def exit_code(signum: int) -> int:
+    """The shell's convention for a process ended by a signal: 128 + its number (130 for Ctrl-C)."""
+    return 128 + signum
+
+
+def ignore_stop_signals(worker_id: int = 0) -> None:
+    """For DataLoader workers: a Ctrl-C reaches the whole process group, but only the main process
+    decides when to stop; a worker that died with it would cut the iteration in half."""
+    for s in STOP_SIGNALS:
+        signal.signal(s, signal.SIG_IGN)
+
+
+class StopOnSignal:
+    """Within `with`, a stop signal sets `signum` instead of ending the process (main thread only)."""
 
     def __init__(self) -> None:
-        self.requested = False
-        self._previous = None
+        self.signum: int | None = None
+        self._previous: dict[int, Any] = {}
 
-    def __enter__(self) -> "StopOnInterrupt":
+    @property
+    def requested(self) -> bool:
+        return self.signum is not None
+
+    def __enter__(self) -> "StopOnSignal":
         if threading.current_thread() is threading.main_thread():
-            self._previous = signal.signal(signal.SIGINT, self._handle)
+            self._previous = {s: signal.signal(s, self._handle) for s in STOP_SIGNALS}
         return self
 
     def _handle(self, signum: int, frame: FrameType | None) -> None:
         if self.requested:
-            raise KeyboardInterrupt
-        self.requested = True
-        console.print("\n[yellow]Ctrl-C: stopping after this step and saving a checkpoint "
-                      "(press again to abort without saving).[/]")
+            raise StopNow(signum)
+        self.signum = signum
+        console.print(f"\n[yellow]{signal_name(signum)}: stopping after this iteration and saving a checkpoint "
+                      f"(send it again to stop at once without saving).[/]", highlight=False)
 
     def __exit__(self, *exc: object) -> None:
-        if self._previous is not None:
-            signal.signal(signal.SIGINT, self._previous)
+        for s, handler in self._previous.items():
+            signal.signal(s, handler)
+
+    def hand_over(self) -> None:
+        """Call the handler that was there before ours for the signal received, if it was one of
+        another library's (e.g. submitit requeues the job on SIGUSR2); Python's defaults are not called."""
+        previous = self._previous.get(self.signum) if self.signum is not None else None
+        if callable(previous) and previous is not signal.default_int_handler:
+            previous(self.signum, None)

@@ -1,10 +1,12 @@
 """The training loop: D step(s) -> G step -> log -> sample -> checkpoint.
 
 The step does no host-device synchronisation: statistics are summed on the device and
-read once per log step, where the NaN check happens too.
+read once per log step, where the NaN check happens too. Every checkpoint is checked to
+be finite before it is written, so last.pt and best.pt always hold a good state.
 """
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 from pathlib import Path
@@ -25,14 +27,17 @@ from gan_cli.engine.schedules import lr_schedulers
 from gan_cli.engine.build import build
 from gan_cli.engine.checkpoint import LAST, find_checkpoint, load_checkpoint, save_atomic
 from gan_cli.engine.device import describe_device, resolve_device
-from gan_cli.engine.distributed import (any_rank, gather_objects, init_world, parameters_checksum, rank_device,
-                                        unwrap, wrap)
-from gan_cli.engine.interrupt import StopOnInterrupt
+from gan_cli.engine.distributed import (any_rank, gather_objects, init_world, is_main_process, parameters_checksum,
+                                        rank_device, unwrap, wrap)
+from gan_cli.engine.finite import nonfinite
+from gan_cli.engine.interrupt import StopNow, StopOnSignal
 from gan_cli.engine.precision import Precision
 from gan_cli.engine.setup import (compiled, conditional, configure_backends, fixed_batch, make_optimizer,
                                   make_penalty, peak_memory_gb)
 from gan_cli.engine.report import hparams_of, summary_rows
 from gan_cli.engine.restore import generate
+from gan_cli.engine.resume_changes import Change, apply_optimizer_changes, differences, refuse_fixed
+from gan_cli.engine.run_lock import RunLock
 from gan_cli.errors import CheckpointError, ConfigError, TrainingDiverged
 from gan_cli.logging import console as ui
 from gan_cli.logging.pictures import image_grid, plot_extent, scatter_picture
@@ -40,6 +45,7 @@ from gan_cli.logging.run_logger import NullLogger, RunLogger
 from gan_cli.logging.tags import tag_help
 from gan_cli.losses.adversarial import Wasserstein
 from gan_cli.metrics.evaluate import EvalSettings, Evaluator, lower_is_better
+from gan_cli.trust import check_config
 
 log = logging.getLogger(__name__)  # Hydra sends it to <run>/train.log
 
@@ -78,6 +84,8 @@ class Trainer:
         self.schedulers = lr_schedulers(t, (self.opt_g, self.opt_d), steps_per_epoch=len(self.data) // t.batch_size)
 
         self.step, consumed, self.best, self._noise_state = 0, 0, None, None
+        self.eval_results: dict[str, float] = {}
+        self.changes: list[Change] = []  # config changes a resume applied
         self.resumed_from = self._resume_path()
         if self.resumed_from is not None:
             consumed = self._load(self.resumed_from)
@@ -98,76 +106,83 @@ class Trainer:
         self.rollbacks = 0
         self.ckpt_dir = self.run_dir / "checkpoints"
         self.last_good: Path | None = self.resumed_from
-        self._sampled_at = self._saved_at = self._evaluated_at = self.step if self.resumed_from else -1
+        self._saved_at = self.step if self.resumed_from else -1
         self._evaluator: Evaluator | None = None
-        self.eval_results: dict[str, float] = {}
 
     # ---------------------------------------------------------------- the loop
     def fit(self) -> dict[str, Any]:
+        run = self.run_dir
+        self.logger = RunLogger(run, tag_help(self.loss.probabilities), self.step) if self.world.main else NullLogger()
+        try:
+            return self._fit()
+        finally:
+            self.batches.close()
+            self.logger.close()
+
+    def _fit(self) -> dict[str, Any]:
         t, run = self.t, self.run_dir
-        self.logger = RunLogger(run, tag_help(self.loss.probabilities)) if self.world.main else NullLogger()
         self._log_start()
         ui.console.print(f"device: [bold]{describe_device(self.device)}[/]   run folder: [bold]{run}[/]")
         log.info("device %s, run folder %s, resumed from %s at step %d", describe_device(self.device), run,
                  self.resumed_from, self.step)
         if self.step >= t.max_steps:
             ui.console.print(f"Checkpoint is at step {self.step}, trainer.max_steps={t.max_steps}: nothing to train.")
-        stats: dict[str, float] = {}
-        clock, window_start, window_step = ui.Stopwatch(), 0.0, self.step
+        self.stats: dict[str, float] = {}
+        self.clock, self._window = ui.Stopwatch(), (0.0, self.step)
         start_step = self.step
-        with StopOnInterrupt() as stop, ui.TrainProgress(t.max_steps, self.step) as bar:
+        with StopOnSignal() as stop, ui.TrainProgress(t.max_steps, self.step) as bar:
             while self.step < t.max_steps and not any_rank(stop.requested, self.world, self.device):
                 log_now = (self.step + 1) % t.log_every == 0 or self.step + 1 == t.max_steps
                 try:
                     self.update(self.step + 1, measure=log_now)
                 except Exception:
-                    if stop.requested:  # Ctrl-C also hits DataLoader workers; keep the last full step
-                        break
+                    if stop.requested:  # the iteration broke off half-way: it must not be saved
+                        raise StopNow(stop.signum) from None
                     raise
                 self.step += 1
                 bar.advance(self.step)
-                if log_now:
-                    now = clock()
-                    stats = self.update.stats.read()
-                    try:
-                        self._check_finite(stats)
-                    except TrainingDiverged as diverged:
-                        if not self._rollback(diverged):
-                            self.logger.close()
-                            raise
-                        continue
-                    stats.update(self._extra_scalars(self.step - window_step, now - window_start))
-                    stats.update(self._diagnose(stats))
-                    window_start, window_step = now, self.step
-                    self.logger.scalars(self.step, stats)
-                    bar.show(self.step, stats)
-                    log.info("step %d  %s", self.step, ui.format_stats(stats))
-                if self.step % t.sample_every == 0:
-                    self.sample()
-                if t.eval_every and self.step % t.eval_every == 0:
-                    self.evaluate()
-                if self.step % t.ckpt_every == 0:
-                    self.save()
-        interrupted = any_rank(stop.requested, self.world, self.device)
-        try:
-            self._check_finite(self.update.stats.read())
-        except TrainingDiverged:
-            self.logger.close()
-            raise
-        if self._sampled_at != self.step:
-            self.sample()
-        if t.eval_every and self._evaluated_at != self.step:
-            self.evaluate()
-        if self._saved_at != self.step:
-            self.save()
-        self.logger.close()
-        elapsed = clock()
+                try:
+                    self._after_step(log_now, bar)
+                except TrainingDiverged as diverged:
+                    if not self._rollback(diverged):
+                        raise
+            interrupted = any_rank(stop.requested, self.world, self.device)
+            if interrupted and self._saved_at != self.step:  # save and stop; evaluation can wait
+                self.sample()
+                self.save()
+        elapsed = self.clock()
         for finding in self.doctor.summary():
             log.warning("doctor: step %d %s: %s Try: %s", finding.step, finding.symptom, finding.message, finding.fix)
         in_sync = len(set(gather_objects(parameters_checksum(self.G), self.world))) == 1
-        ui.print_summary(summary_rows(self, stats, elapsed, interrupted, start_step, in_sync))
+        ui.print_summary(summary_rows(self, self.stats, elapsed, interrupted, start_step, in_sync))
+        stop.hand_over()  # e.g. submitit requeues the job on SIGUSR2
         return {"step": self.step, "run_dir": str(run), "time_s": elapsed, "interrupted": interrupted,
-                **stats, **self.eval_results, **({"best": self.best} if self.best else {})}
+                "signal": stop.signum, **self.stats, **self.eval_results, **({"best": self.best} if self.best else {})}
+
+    def _after_step(self, log_now: bool, bar: ui.TrainProgress) -> None:
+        """Log, sample, evaluate and checkpoint as the intervals say; the last step does all of them."""
+        t, final = self.t, self.step == self.t.max_steps
+        if log_now:
+            self._log_step(bar)
+        elif final or self.step % t.sample_every == 0 or self.step % t.ckpt_every == 0:
+            self._check_finite({})  # no grid or checkpoint from a diverged state
+        if final or self.step % t.sample_every == 0:
+            self.sample()
+        if t.eval_every and (final or self.step % t.eval_every == 0):
+            self.evaluate()
+        if final or self.step % t.ckpt_every == 0:
+            self.save()
+
+    def _log_step(self, bar: ui.TrainProgress) -> None:
+        now, (window_start, window_step) = self.clock(), self._window
+        stats = self.update.stats.read()
+        self._check_finite(stats)
+        stats.update(self._extra_scalars(self.step - window_step, now - window_start))
+        stats.update(self._diagnose(stats))
+        self._window, self.stats = (now, self.step), stats
+        self.logger.scalars(self.step, stats)
+        bar.show(self.step, stats)
+        log.info("step %d  %s", self.step, ui.format_stats(stats))
 
     def _extra_scalars(self, steps: int, seconds: float) -> dict[str, float]:
         return {
@@ -221,19 +236,23 @@ class Trainer:
         for scheduler in self.schedulers:
             scheduler.base_lrs = [lr * 0.5 for lr in scheduler.base_lrs]
         self.update.stats.read()
+        self.update.grad_norms.clear()
         self.update.first_bad.fill_(-1)
         ui.console.print(f"[bold yellow]{diverged}[/]\nRolled back to step {self.step} with both learning rates "
                          f"halved (rollback {self.rollbacks} of 3).", highlight=False)
         return True
 
-    def _check_finite(self, stats: dict[str, float]) -> None:
+    def _check_finite(self, stats: dict[str, float], state: dict[str, Any] | None = None) -> None:
+        """TrainingDiverged if a loss went NaN/Inf since the last check, or a logged value (gradient
+        norms included) or a tensor of `state` is not finite."""
         bad_step = int(self.update.first_bad)
-        bad = [k for k, v in stats.items() if not math.isfinite(v)]
+        values = {**stats, **{f"grad_norm/{k}": float(v) for k, v in self.update.grad_norms.items()}}
+        bad = [k for k, v in values.items() if not math.isfinite(v)] + nonfinite(state or {})[:3]
         if bad_step < 0 and not bad:
             return
         kept = f"The last good checkpoint, {self.last_good}, is kept" if self.last_good else "No checkpoint had been written yet"
         raise TrainingDiverged(
-            f"Training diverged: {', '.join(bad) or 'a loss'} became NaN/Inf at step {bad_step if bad_step >= 0 else self.step}. "
+            f"Training diverged: {', '.join(bad) or 'a loss'} became NaN/Inf by step {bad_step if bad_step >= 0 else self.step}. "
             f"{kept}; nothing after the divergence was saved. Try a lower learning rate "
             f"(optimizer.*.lr), a gradient-penalty loss (loss=wgan_gp) or a smaller trainer.n_critic."
         )
@@ -246,7 +265,6 @@ class Trainer:
 
     @torch.no_grad()
     def sample(self) -> None:
-        self._sampled_at = self.step
         if not self.world.main:
             return
         G = self.G_for_outputs
@@ -259,13 +277,11 @@ class Trainer:
         else:
             picture = image_grid(fake, nrow=self.grid_row)
         self.logger.image("samples/fixed", picture, self.step)
-        self._sampled_at = self.step
         (self.run_dir / "samples").mkdir(exist_ok=True)
         save_image(picture, self.run_dir / "samples" / f"step_{self.step:07d}.png")
 
     def evaluate(self) -> None:
         """Metrics of the current generator, logged as metrics/*; keeps best.pt by `trainer.eval.best`."""
-        self._evaluated_at = self.step
         if not self.world.main:
             return
         settings = EvalSettings.from_config(self.t.eval)
@@ -279,7 +295,6 @@ class Trainer:
                                                 settings.batch_size, seed)
             self.eval_results, _ = self._evaluator(sample)
             G.train(was_training)
-        self._evaluated_at = self.step
         self.logger.scalars(self.step, {f"metrics/{k}": v for k, v in self.eval_results.items()})
         ui.console.print(f"step {self.step} eval: " + ", ".join(f"{k} {v:.4g}" for k, v in self.eval_results.items()),
                          highlight=False, soft_wrap=True)
@@ -292,8 +307,11 @@ class Trainer:
         value = self.eval_results[name]
         better = self.best is None or (value < self.best["value"] if lower_is_better(name) else value > self.best["value"])
         if better:
-            self.best = {"metric": name, "value": value, "step": self.step}
-            save_atomic(self.state_dict(gather=False), self.ckpt_dir / "best.pt")
+            best = {"metric": name, "value": value, "step": self.step}
+            state = {**self.state_dict(gather=False), "best": best}
+            self._check_finite({}, state)
+            save_atomic(state, self.ckpt_dir / "best.pt")
+            self.best = best
 
     def state_dict(self, gather: bool = True) -> dict[str, Any]:
         """Everything an exact resume needs. `gather`: collect every rank's RNG state (all ranks call it)."""
@@ -312,15 +330,18 @@ class Trainer:
                     "noise": self.update.noise_rng.get_state()},
             "fixed_z": self.fixed_z.cpu(), "fixed_y": self.fixed_y.cpu(),
             "config": OmegaConf.to_container(self.cfg, resolve=True),
-            "best": self.best,
+            "best": self.best, "eval_results": dict(self.eval_results), "doctor": self.doctor.state_dict(),
             "data": {"name": self.data.name, "kind": self.data.kind, "shape": list(self.data.shape),
                      "num_classes": self.data.num_classes},
         }
 
     def save(self) -> None:
+        """Write last.pt (and a snapshot when due) from a state checked to be finite."""
         state = self.state_dict()  # every rank: its RNG state goes in too
+        self._check_finite({}, state)
         path = self.ckpt_dir / LAST
         if self.world.main:
+            self.logger.flush()  # the history up to this step is on disk before the step is
             save_atomic(state, path)
             if self.t.snapshot_every and self.step % self.t.snapshot_every == 0:
                 save_atomic(state, self.ckpt_dir / f"step_{self.step:07d}.pt")
@@ -336,7 +357,14 @@ class Trainer:
         return find_checkpoint(resume)
 
     def _load(self, path: Path) -> int:
+        """Load a checkpoint's state over the built run, then the config's changes to it (resume_changes)."""
         state = load_checkpoint(path)
+        bad = nonfinite({k: state.get(k) for k in ("generator", "discriminator", "ema", "opt_g", "opt_d")})
+        if bad:
+            raise CheckpointError(f"Checkpoint {path} holds NaN/Inf values ({', '.join(bad[:3])}): it is not a good "
+                                  f"state to continue from. Resume from an earlier checkpoint (checkpoints/step_*.pt).")
+        diffs = differences(state.get("config") or {}, OmegaConf.to_container(self.cfg, resolve=True))
+        refuse_fixed(diffs, str(path))
         try:
             self.G.load_state_dict(state["generator"])
             self.D.load_state_dict(state["discriminator"])
@@ -356,12 +384,17 @@ class Trainer:
             ) from None
         self.step = int(state["step"])
         self.best = state.get("best")
+        self.eval_results = dict(state.get("eval_results") or {})  # the doctor reads them
+        self.doctor.load_state_dict(state.get("doctor"))
         per_rank = state["rng"].get("per_rank", [])
         torch.set_rng_state(per_rank[self.world.rank] if len(per_rank) == self.world.size else state["rng"]["cpu"])
         if self.device.type == "cuda" and len(state["rng"]["cuda"]) == torch.cuda.device_count():
             torch.cuda.set_rng_state_all(state["rng"]["cuda"])
         self._noise_state = state["rng"].get("noise")
         self.fixed_z, self.fixed_y = state["fixed_z"].to(self.device), state["fixed_y"].to(self.device)
+        self.changes = apply_optimizer_changes(  # also after a rollback to the checkpoint the run resumed from
+            diffs, {"generator": self.opt_g, "discriminator": self.opt_d},
+            dict(zip(("generator", "discriminator"), self.schedulers)))
         return int(state["batches_consumed"])
 
     def _log_start(self) -> None:
@@ -374,17 +407,26 @@ class Trainer:
             real_picture = image_grid(real)
         count = min(len(self.data), self.t.batch_size, 256)  # the doctor's diversity reference: one batch
         self._real_batch = torch.stack([self.data.dataset[i][0] for i in range(count)]).to(self.device)
-        self.logger.image("samples/real", real_picture, self.step)
-        self.logger.hparams(hparams_of(self.cfg, self.choices), ["loss/D", "loss/G", "D/real", "D/fake"])
-        self.logger.text("config", "```yaml\n" + OmegaConf.to_yaml(self.cfg, resolve=True) + "```")
+        if not self.logger.continues:  # once per run folder, not again at every resume
+            self.logger.image("samples/real", real_picture, self.step)
+            self.logger.hparams(hparams_of(self.cfg, self.choices), ["loss/D", "loss/G", "D/real", "D/fake"])
+            self.logger.text("config", "```yaml\n" + OmegaConf.to_yaml(self.cfg, resolve=True) + "```", self.step)
+        if self.changes:
+            lines = [str(c) for c in self.changes]
+            ui.console.print("Resumed with config changes:\n  " + "\n  ".join(lines), highlight=False)
+            log.info("resumed from %s with changes: %s", self.resumed_from, "; ".join(lines))
+            self.logger.text("resume/changes", "\n".join(f"- `{line}`" for line in lines), self.step)
 
 
 def train(cfg: DictConfig, run_dir: str | Path, choices: dict[str, str] | None = None) -> dict[str, Any]:
     """Train a GAN as `cfg` says, writing everything under `run_dir`. No Hydra needed."""
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
+    check_config(cfg, "The training config")
+    lock = RunLock(run_dir) if is_main_process() else contextlib.nullcontext()
     try:
-        return Trainer(cfg, run_dir, choices).fit()
+        with lock:  # one writer per run folder
+            return Trainer(cfg, run_dir, choices).fit()
     finally:
         if torch.distributed.is_initialized():
             torch.distributed.destroy_process_group()

@@ -4,10 +4,15 @@ One SummaryWriter per run. Scalars are plain `add_scalar`-style values (no `add_
 which would make a TensorBoard run per key); the first write of a tag carries its help
 text. Hyperparameters go through the HParams plugin into the same run, so the jobs of a
 sweep line up in one table.
+
+A run that starts at step N (a resume, or a restart after a crash) continues the history
+instead of repeating it: metrics.jsonl keeps only its rows up to step N, and the writer's
+`purge_step` tells TensorBoard to drop every older event past step N.
 """
 from __future__ import annotations
 
 import json
+import os
 import time
 from pathlib import Path
 from typing import Any
@@ -19,8 +24,10 @@ from torch.utils.tensorboard.summary import scalar as scalar_summary
 
 
 class RunLogger:
-    def __init__(self, run_dir: Path, help_text: dict[str, str] | None = None):
-        self.writer = SummaryWriter(log_dir=str(run_dir / "tb"))
+    def __init__(self, run_dir: Path, help_text: dict[str, str] | None = None, start_step: int = 0):
+        self.continues = any((run_dir / "tb").glob("events.out.tfevents.*"))  # an earlier attempt logged here
+        self.writer = SummaryWriter(log_dir=str(run_dir / "tb"), purge_step=start_step + 1)
+        keep_rows_up_to(run_dir / "metrics.jsonl", start_step)
         self.jsonl = open(run_dir / "metrics.jsonl", "a", encoding="utf-8")
         self.help_text = dict(help_text or {})
         self._described: set[str] = set()
@@ -61,8 +68,27 @@ class RunLogger:
         self.jsonl.close()
 
 
+def keep_rows_up_to(path: Path, step: int) -> None:
+    """Drop the rows of `path` past `step` (and a row torn by a crash), atomically."""
+    if not path.is_file():
+        return
+    kept = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        try:
+            row = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(row, dict) and isinstance(row.get("step"), int) and row["step"] <= step:
+            kept.append(line + "\n")
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text("".join(kept), encoding="utf-8")
+    os.replace(tmp, path)
+
+
 class NullLogger:
     """What processes other than rank 0 log: nothing."""
+
+    continues = False
 
     def __getattr__(self, name: str):
         return lambda *args, **kwargs: None

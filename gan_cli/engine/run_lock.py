@@ -1,0 +1,78 @@
+"""One writer per run folder: an exclusive lock on <run>/.lock.
+
+The lock is `flock`, which the kernel releases when the process ends, however it ends
+(kill -9 included), so a dead run never leaves a stale lock. The file keeps the holder's
+pid, host and start time, so that a second process can say who holds the folder. Whoever
+takes the lock removes the temporary files that killed writers left behind.
+"""
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import socket
+import sys
+import time
+from pathlib import Path
+
+from gan_cli.errors import GanCliError
+
+LOCK = ".lock"
+
+
+class RunFolderBusy(GanCliError):
+    """Another process is writing this run folder."""
+
+
+class RunLock:
+    def __init__(self, run_dir: Path):
+        self.path = Path(run_dir) / LOCK
+        self._file = None
+
+    def acquire(self) -> "RunLock":
+        f = open(self.path, "a+", encoding="utf-8")
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            f.seek(0)
+            holder = describe(f.read())
+            f.close()
+            raise RunFolderBusy(
+                f"Run folder {self.path.parent} is in use by {holder}: one process writes a run folder at a time. "
+                f"Wait for it to finish (or stop it), or give this run another folder (hydra.run.dir=...)."
+            ) from None
+        f.seek(0)
+        f.truncate()
+        json.dump({"pid": os.getpid(), "host": socket.gethostname(), "started": time.strftime("%Y-%m-%d %H:%M:%S"),
+                   "command": " ".join(sys.argv)}, f)
+        f.flush()
+        self._file = f
+        remove_leftovers(self.path.parent)
+        return self
+
+    def release(self) -> None:
+        if self._file is not None:
+            fcntl.flock(self._file, fcntl.LOCK_UN)
+            self._file.close()
+            self._file = None
+
+    def __enter__(self) -> "RunLock":
+        return self.acquire()
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()
+
+
+def remove_leftovers(run_dir: Path) -> None:
+    """Temporary files of writers that were killed mid-write (kill -9 runs no clean-up). Only the
+    lock holder writes, so while it is held every temporary file in the folder is a leftover."""
+    for tmp in [*run_dir.glob(".*.tmp"), *run_dir.glob("checkpoints/.*.tmp")]:
+        tmp.unlink(missing_ok=True)
+
+
+def describe(text: str) -> str:
+    try:
+        info = json.loads(text)
+        return f"process {info['pid']} on {info['host']} (started {info['started']}: {info['command']})"
+    except (ValueError, KeyError, TypeError):
+        return "another process"
