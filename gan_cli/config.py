@@ -96,14 +96,55 @@ def config_dir() -> str:
 
 
 _POSITIVE = ("max_steps", "batch_size", "n_critic", "g_steps", "log_every", "sample_every", "ckpt_every", "num_samples")
+NAN_POLICIES = ("stop", "rollback")
+
+
+def check_positive_ints(node: Any, keys: tuple[str, ...], prefix: str = "") -> None:
+    """Each of `keys` a positive integer (counts and batch sizes of `gan sample`, `gan eval`, trainer.eval)."""
+    for key in keys:
+        value = node[key]
+        if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
+            raise ConfigError(f"{prefix}{key} must be a positive integer, got {value!r}.")
+
+
+MIN_EVAL_SAMPLES = 10  # IS splits the samples 10 ways; FD needs 2; precision/recall and density/coverage k + 1
+
+
+def check_eval_sizes(node: Any, prefix: str = "") -> None:
+    """num_fake, num_real and batch_size of `gan eval` (prefix "") or of training's evaluation ("trainer.eval.")."""
+    for key in ("num_fake", "num_real"):
+        value = node[key]
+        if not isinstance(value, int) or isinstance(value, bool) or value < MIN_EVAL_SAMPLES:
+            raise ConfigError(f"{prefix}{key} must be an integer, {MIN_EVAL_SAMPLES} or more (the metrics need that "
+                              f"many samples; thousands for meaningful numbers), got {value!r}.")
+    check_positive_ints(node, ("batch_size",), prefix)
 
 
 def validate_trainer(trainer: Any) -> None:
-    """Range checks the type system cannot express."""
+    """Range checks the type system cannot express; each error names the key and what is valid."""
+    from gan_cli.engine.precision import DTYPES
+    from gan_cli.engine.schedules import DECAYS
+
     for key in _POSITIVE:
         value = trainer[key]
         if value <= 0:
             raise ConfigError(f"trainer.{key} must be a positive integer, got {value}.")
-    for key in ("snapshot_every", "num_workers", "eval_every", "unroll_steps"):
+    for key in ("snapshot_every", "num_workers", "eval_every", "unroll_steps", "instance_noise_steps"):
         if trainer[key] < 0:
             raise ConfigError(f"trainer.{key} must be 0 or more, got {trainer[key]}.")
+    for key in ("data_in_memory_gb", "instance_noise", "mode_seeking"):
+        if not trainer[key] >= 0:  # NaN too
+            raise ConfigError(f"trainer.{key} must be 0 or more, got {trainer[key]}.")
+    choices = {"nan_policy": NAN_POLICIES, "precision": tuple(DTYPES), "lr_decay": DECAYS}
+    for key, valid in choices.items():
+        if trainer[key] not in valid:
+            raise ConfigError(f"trainer.{key}={trainer[key]!r} is not valid; valid values: {' | '.join(valid)}.")
+    if trainer.lr_decay == "exponential" and not 0 < trainer.lr_decay_gamma <= 1:
+        raise ConfigError(f"trainer.lr_decay_gamma must be in (0, 1] for trainer.lr_decay=exponential, "
+                          f"got {trainer.lr_decay_gamma}.")
+    decay = trainer.ema.decay
+    if not 0 <= decay < 1:
+        raise ConfigError(f"trainer.ema.decay must be in [0, 1) (e.g. 0.999: the weight of the old average), "
+                          f"got {decay}.")
+    if trainer.eval_every > 0:
+        check_eval_sizes(trainer.eval, prefix="trainer.eval.")

@@ -8,10 +8,10 @@ from pathlib import Path
 import hydra
 from omegaconf import DictConfig
 
-from gan_cli.config import config_dir
+from gan_cli.config import check_eval_sizes, config_dir
 from gan_cli.engine.device import resolve_device
 from gan_cli.engine.restore import generate, load_generator
-from gan_cli.hydra_app import report_errors
+from gan_cli.hydra_app import ensure_parent, report_errors, write_error
 from gan_cli.logging.console import console, print_metrics
 from gan_cli.metrics.evaluate import EvalSettings, Evaluator
 
@@ -19,6 +19,9 @@ from gan_cli.metrics.evaluate import EvalSettings, Evaluator
 @hydra.main(version_base="1.3", config_path=config_dir(), config_name="eval")
 @report_errors
 def main(cfg: DictConfig) -> dict:
+    check_eval_sizes(cfg)
+    if cfg.out:
+        ensure_parent(Path(cfg.out))  # before minutes of sampling, not after
     device = resolve_device(cfg.device)
     run = load_generator(cfg.ckpt, device, ema=cfg.ema)
     settings = EvalSettings.from_config(cfg)
@@ -28,8 +31,11 @@ def main(cfg: DictConfig) -> dict:
     protocol.update({"checkpoint": str(run.checkpoint), "step": run.step,
                      "generator": "ema" if run.used_ema else "live", "device": str(device)})
     out = Path(cfg.out) if cfg.out else run.run_dir / "eval.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps({"metrics": results, "protocol": protocol}, indent=2) + "\n")
+    ensure_parent(out)
+    try:
+        out.write_text(json.dumps({"metrics": results, "protocol": protocol}, indent=2) + "\n")
+    except OSError as e:
+        raise write_error(out, e) from e
     print_metrics(results, protocol)
     console.print(f"wrote [bold]{out}[/]")
     return results

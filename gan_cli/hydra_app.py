@@ -3,11 +3,27 @@ from __future__ import annotations
 
 import functools
 import os
+import signal
 import sys
-from typing import Any, Callable
+from pathlib import Path
+from typing import Any, Callable, NoReturn
 
-from gan_cli.errors import GanCliError
-from gan_cli.logging.console import print_error
+from hydra.experimental.callback import Callback
+from omegaconf import DictConfig, OmegaConf
+
+from gan_cli.engine.interrupt import StopNow, exit_code, signal_name
+from gan_cli.errors import ConfigError, GanCliError
+from gan_cli.logging.console import console, print_error
+
+
+def full_error() -> bool:
+    return os.environ.get("HYDRA_FULL_ERROR") == "1"
+
+
+def exit_with(e: GanCliError) -> NoReturn:
+    """One panel naming what is wrong, exit status 1."""
+    print_error(str(e), title=type(e).__name__)
+    sys.exit(1)
 
 
 def report_errors(app: Callable[..., Any]) -> Callable[..., Any]:
@@ -18,9 +34,90 @@ def report_errors(app: Callable[..., Any]) -> Callable[..., Any]:
         try:
             return app(*args, **kwargs)
         except GanCliError as e:
-            if os.environ.get("HYDRA_FULL_ERROR") == "1":
+            if full_error():
                 raise
-            print_error(str(e), title=type(e).__name__)
-            sys.exit(1)
+            exit_with(e)
+        except KeyboardInterrupt as e:
+            if full_error():
+                raise
+            stopped_at_once(e)
 
     return wrapper
+
+
+def stopped_at_once(e: KeyboardInterrupt) -> NoReturn:
+    """Ctrl-C outside the training loop (start-up), or a second stop signal: one line, the signal's exit code."""
+    signum = getattr(e, "signum", signal.SIGINT)
+    what = f"a second {signal_name(signum)}" if isinstance(e, StopNow) else signal_name(signum)
+    console.print(f"\n[yellow]Stopped at once by {what}: nothing more was saved; a checkpoint written before "
+                  f"is kept as it was.[/]", highlight=False)
+    sys.exit(exit_code(signum))
+
+
+def _file_in_the_way(path: Path) -> Path | None:
+    """`path` or the first of its parents that exists but is not a folder."""
+    for p in [*reversed(path.parents), path]:
+        if p.exists() and not p.is_dir():
+            return p
+    return None
+
+
+def folder_problem(folder: str | os.PathLike) -> str | None:
+    """Create `folder` (and its parents); what stops it, in words, or None when it is a writable folder."""
+    path = Path(folder).expanduser()
+    blocker = _file_in_the_way(path)
+    if blocker is not None:
+        what = "is" if blocker == path else f"is inside {blocker}, which is"
+        return f"{path} {what} a file, not a folder"
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        return f"{path} cannot be created ({e.strerror or e})"
+    if not os.access(path, os.W_OK | os.X_OK):
+        return f"{path} is not writable ({os.strerror(13)})"
+    return None
+
+
+def ensure_parent(out: Path, key: str = "out") -> None:
+    """The folder of an output file, created; a ConfigError naming `key` when it cannot be."""
+    problem = folder_problem(out.parent)
+    if problem is not None:
+        raise ConfigError(f"{key}={out}: cannot write there, {problem}. Choose a path in a folder you can write to.")
+
+
+def write_error(out: Path, e: OSError, key: str = "out") -> ConfigError:
+    """A ConfigError for an OSError while writing `out`."""
+    return ConfigError(f"{key}={out}: could not write the file ({e.strerror or e}). "
+                       f"Choose a path in a folder you can write to.")
+
+
+class RunFolderCheck(Callback):
+    """Creates the run (or sweep) folder before Hydra does, so that a bad one is one paragraph, not a traceback.
+
+    Hydra makes `hydra.run.dir` in `run_job`, before the task function (and `report_errors`) runs, and
+    prints any error there with a stack trace. With HYDRA_FULL_ERROR=1 this does nothing and Hydra's
+    own error (with the full trace) follows.
+    """
+
+    def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
+        self._check(config, "hydra.run.dir")
+
+    def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        self._check(config, "hydra.sweep.dir")
+
+    @staticmethod
+    def _check(config: DictConfig, key: str) -> None:
+        if full_error():
+            return
+        folder = OmegaConf.select(config, key)
+        if folder is None:
+            return
+        problem = folder_problem(str(folder))
+        subdir = OmegaConf.select(config, "hydra.output_subdir")
+        if problem is None and subdir and key == "hydra.run.dir":
+            problem = folder_problem(Path(str(folder)) / str(subdir))
+        if problem is not None:
+            what = "run" if key == "hydra.run.dir" else "sweep"
+            exit_with(ConfigError(f"{key}={folder}: the {what} folder cannot be used: {problem}. "
+                                  f"Set {key}=PATH to a folder you can write to (or a path that does not exist yet)."))
+

@@ -10,12 +10,12 @@ import torch
 from omegaconf import DictConfig
 from torchvision.utils import save_image
 
-from gan_cli.config import config_dir
+from gan_cli.config import check_positive_ints, config_dir
 from gan_cli.data.embedded import MIXTURES, modes
 from gan_cli.engine.device import resolve_device
 from gan_cli.engine.restore import Restored, generate, load_generator
 from gan_cli.errors import ConfigError
-from gan_cli.hydra_app import report_errors
+from gan_cli.hydra_app import ensure_parent, report_errors, write_error
 from gan_cli.logging.console import console
 from gan_cli.logging.pictures import image_grid, plot_extent, scatter_picture
 
@@ -55,7 +55,16 @@ def labels_for(cfg: DictConfig, run: Restored, num: int) -> torch.Tensor | None:
 
 
 def write(samples: torch.Tensor, labels: torch.Tensor | None, run: Restored, out: Path, nrow: int) -> None:
-    out.parent.mkdir(parents=True, exist_ok=True)
+    if out.suffix != ".npz" and out.suffix.lower() not in (".png", ".jpg", ".jpeg"):
+        raise ConfigError(f"out={out} must end in .png (an image grid) or .npz (raw arrays).")
+    ensure_parent(out)
+    try:
+        _write(samples, labels, run, out, nrow)
+    except OSError as e:
+        raise write_error(out, e) from e
+
+
+def _write(samples: torch.Tensor, labels: torch.Tensor | None, run: Restored, out: Path, nrow: int) -> None:
     if out.suffix == ".npz":
         arrays = {"samples": samples.numpy().astype(np.float32)}
         if labels is not None:
@@ -68,15 +77,12 @@ def write(samples: torch.Tensor, labels: torch.Tensor | None, run: Restored, out
         else:
             picture = image_grid(samples, nrow=nrow)
         save_image(picture, out)
-    else:
-        raise ConfigError(f"out={out} must end in .png (an image grid) or .npz (raw arrays).")
 
 
 @hydra.main(version_base="1.3", config_path=config_dir(), config_name="sample")
 @report_errors
 def main(cfg: DictConfig) -> None:
-    if cfg.num <= 0 or cfg.batch_size <= 0:
-        raise ConfigError(f"num and batch_size must be positive (got num={cfg.num}, batch_size={cfg.batch_size}).")
+    check_positive_ints(cfg, ("num", "batch_size") + (("interp_steps",) if cfg.mode == "interp" else ()))
     device = resolve_device(cfg.device)
     run = load_generator(cfg.ckpt, device, ema=cfg.ema)
     z, nrow = latents(cfg, run.latent_dim)

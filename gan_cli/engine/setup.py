@@ -2,11 +2,13 @@
 from __future__ import annotations
 
 import math
+import re
 
 import torch
 from omegaconf import DictConfig
 
 from gan_cli.engine.build import build
+from gan_cli.errors import ConfigError
 from gan_cli.logging import console as ui
 
 
@@ -17,13 +19,55 @@ def configure_backends(device: torch.device, tf32: bool) -> None:
         torch.backends.cudnn.benchmark = True  # fixed shapes: let cuDNN pick its fastest kernels
 
 
+# What torch's optimizers accept, for the error message (their own messages name the key in words).
+_VALID = {"lr": "a number, 0 or more", "betas": "two numbers, each in [0, 1)", "eps": "a number, 0 or more",
+          "weight_decay": "a number, 0 or more", "momentum": "a number, 0 or more", "alpha": "a number, 0 or more",
+          "rho": "a number in [0, 1]", "lr_decay": "a number, 0 or more", "dampening": "a number"}
+_WORDS = {"learning rate": "lr", "beta": "betas", "epsilon": "eps", "weight_decay": "weight_decay",
+          "weight decay": "weight_decay", "momentum": "momentum", "alpha": "alpha", "rho": "rho",
+          "lr_decay": "lr_decay", "dampening": "dampening"}
+
+
+def _offending_key(message: str, node: DictConfig) -> str | None:
+    """The config key torch's error message is about, if it says."""
+    unexpected = re.search(r"unexpected keyword argument '(\w+)'", message)
+    if unexpected:
+        return unexpected.group(1)
+    text = message.lower()
+    for words, key in _WORDS.items():
+        if words in text:
+            return key
+    keys = [k for k in node if not str(k).startswith("_")]
+    return next((k for k in keys if f"'{k}'" in message or f" {k} " in f" {message} "), None)
+
+
+def optimizer_error(group: str, node: DictConfig, e: Exception) -> ConfigError:
+    target = node.get("_target_", "?")
+    key = _offending_key(str(e), node)
+    if key is None:
+        return ConfigError(f"{group} (_target_: {target}) was refused by the optimizer: {e}. "
+                           f"Check the {group}.* keys against `gan train --cfg job`.")
+    value = node.get(key, "(unset)")
+    if "unexpected keyword argument" in str(e):
+        return ConfigError(f"{group}.{key}={value}: {target} has no option `{key}` ({e}). "
+                           f"Remove it (~{group}.{key}) or choose an optimizer that takes it.")
+    valid = f" {group}.{key} must be {_VALID[key]}." if key in _VALID else ""
+    return ConfigError(f"{group}.{key}={value} is not valid for {target}: {e}.{valid}")
+
+
 def make_optimizer(group: str, node: DictConfig, module: torch.nn.Module, device: torch.device):
     """The configured optimizer; Adam-family ones use the fused CUDA kernel unless the config says."""
+    lr = node.get("lr")
+    if lr is not None and (isinstance(lr, bool) or not isinstance(lr, (int, float)) or not lr >= 0):
+        raise ConfigError(f"{group}.lr={lr} is not valid: the learning rate must be a number, 0 or more.")
     factory = build(group, node)
     extra = {}
     if device.type == "cuda" and "fused" not in node and "Adam" in str(node.get("_target_", "")):
         extra["fused"] = True
-    return factory(module.parameters(), **extra)
+    try:
+        return factory(module.parameters(), **extra)
+    except (ValueError, TypeError) as e:
+        raise optimizer_error(group, node, e) from e
 
 
 def make_penalty(node: DictConfig | None):
