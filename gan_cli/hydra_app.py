@@ -14,6 +14,7 @@ from omegaconf import DictConfig, OmegaConf
 from gan_cli.engine.interrupt import StopNow, exit_code, signal_name
 from gan_cli.errors import ConfigError, GanCliError
 from gan_cli.logging.console import console, print_error
+from gan_cli.trust import check_config
 
 
 def full_error() -> bool:
@@ -121,3 +122,33 @@ class RunFolderCheck(Callback):
             exit_with(ConfigError(f"{key}={folder}: the {what} folder cannot be used: {problem}. "
                                   f"Set {key}=PATH to a folder you can write to (or a path that does not exist yet)."))
 
+
+def guard_hydra_callbacks() -> None:
+    """Check `hydra.callbacks` against gan_cli.trust before Hydra instantiates them.
+
+    Hydra builds its callbacks from the composed config before any app code runs, so an
+    experiment YAML could otherwise name code there (`# @package _global_`, `hydra.callbacks`).
+    Hydra 1.3 makes every callback in one place, `hydra._internal.callbacks.Callbacks`; this
+    wraps its constructor (tested against the pinned Hydra, tests/test_trust.py).
+    """
+    from hydra._internal import callbacks as hydra_callbacks
+
+    make = hydra_callbacks.Callbacks.__init__
+    if getattr(make, "checked_by_gan_cli", False):
+        return
+
+    def checked(self: Any, config: DictConfig | None = None, *args: Any, **kwargs: Any) -> None:
+        if config is not None:
+            try:
+                check_config(OmegaConf.select(config, "hydra.callbacks"), "The config", path="hydra.callbacks")
+            except GanCliError as e:
+                if full_error():
+                    raise
+                exit_with(e)
+        make(self, config, *args, **kwargs)
+
+    checked.checked_by_gan_cli = True  # type: ignore[attr-defined]
+    hydra_callbacks.Callbacks.__init__ = checked
+
+
+guard_hydra_callbacks()

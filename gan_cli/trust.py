@@ -18,7 +18,7 @@ from gan_cli.errors import ConfigError, UntrustedTarget
 
 ENV = "GAN_CLI_TRUST"
 
-# Every `_target_` of configs/ (but configs/hydra), exact names: no prefix matching.
+# Every `_target_` of configs/ (but configs/hydra/), exact names: no prefix matching.
 BUILDERS = frozenset({
     "gan_cli.models.dcgan.build", "gan_cli.models.mlp.build", "gan_cli.models.cgan.build",
     "gan_cli.models.resnet.build", "gan_cli.models.sagan.build",
@@ -31,6 +31,7 @@ BUILDERS = frozenset({
     "gan_cli.losses.adversarial.Wasserstein", "gan_cli.losses.adversarial.WassersteinGP",
     "gan_cli.losses.penalties.R1", "gan_cli.losses.penalties.R2", "gan_cli.losses.penalties.DRAGAN",
     "gan_cli.losses.penalties.GradientPenalty",
+    "gan_cli.hydra_app.RunFolderCheck",  # configs/train.yaml's Hydra callback
 })
 
 

@@ -155,9 +155,9 @@ def test_sigterm_exits_143_and_a_second_signal_stops_at_once(tmp_path):
     saved = ckpt(run)["step"]
     before = (run / "checkpoints" / "last.pt").read_bytes()
 
-    # two signals within one iteration (D updates 3 and 4 of a resumed run): stop at once, save nothing
+    # two signals within one iteration (the first of the resumed run): stop at once, save nothing
     proc = start_gan(*args, "trainer.max_steps=100000", f"hydra.run.dir={run}", "trainer.resume=auto",
-                     "loss._target_=tests.faulty.SignalAt", "+loss.at=[3,4]", f"+loss.signum={int(signal.SIGTERM)}",
+                     "loss._target_=tests.faulty.SignalAt", "+loss.at=[1,2]", f"+loss.signum={int(signal.SIGTERM)}",
                      env={"GAN_CLI_TRUST": "tests", "PYTHONPATH": str(REPO)})
     out, _ = proc.communicate(timeout=120)
     assert proc.returncode == 143 and "Traceback" not in out, out

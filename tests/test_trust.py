@@ -140,6 +140,20 @@ def test_hostile_composed_config_is_refused_by_build(tmp_path):
     assert not marker.exists()
 
 
+def test_shared_experiment_cannot_name_code_through_hydra_callbacks(tmp_path):
+    """Hydra builds hydra.callbacks before the app runs: they are checked first (gan_cli.hydra_app)."""
+    marker = tmp_path / "pwned"
+    (tmp_path / "configs" / "experiment").mkdir(parents=True)
+    (tmp_path / "configs" / "experiment" / "shared.yaml").write_text(
+        f"# @package _global_\nhydra:\n  callbacks:\n    evil:\n      _target_: {TOUCH}\n      self: {marker}\n")
+    out = run_gan("train", "--config-dir", str(tmp_path / "configs"), "experiment=shared", *FAST, *TINY_DCGAN,
+                  f"hydra.run.dir={tmp_path / 'run'}", env=WIDE)
+    text = out.stdout + out.stderr
+    assert out.returncode == 1 and "Traceback" not in text, text
+    assert f"names `{TOUCH}` at `hydra.callbacks.evil._target_`" in text
+    assert not marker.exists() and not (tmp_path / "run" / "checkpoints").exists()
+
+
 def test_shipped_configs_name_only_allowed_targets():
     found = set()
     for path in (REPO / "configs").rglob("*.yaml"):

@@ -244,9 +244,10 @@ class Trainer:
 
     def _check_finite(self, stats: dict[str, float], state: dict[str, Any] | None = None) -> None:
         """TrainingDiverged if a loss went NaN/Inf since the last check, or a logged value (gradient
-        norms included) or a tensor of `state` is not finite."""
+        norms included, except where a grad scaler skips overflowing steps) or a tensor of `state` is not finite."""
         bad_step = int(self.update.first_bad)
-        values = {**stats, **{f"grad_norm/{k}": float(v) for k, v in self.update.grad_norms.items()}}
+        values = {**stats, **{f"grad_norm/{k}": float(v) for k, v in self.update.grad_norms.items()
+                              if k not in self.precision.scalers}}
         bad = [k for k, v in values.items() if not math.isfinite(v)] + nonfinite(state or {})[:3]
         if bad_step < 0 and not bad:
             return
