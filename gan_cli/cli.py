@@ -1,6 +1,7 @@
 """`gan`: one console script, one Hydra app per command."""
 from __future__ import annotations
 
+import signal
 import sys
 
 from gan_cli.trust import take_trust_flags
@@ -42,14 +43,31 @@ def main(argv: list[str] | None = None) -> None:
         print(f"gan: unknown command {command!r}. Valid commands: {', '.join(COMMANDS)}. See `gan --help`.",
               file=sys.stderr)
         sys.exit(2)
+    module = import_quietly(COMMANDS[command][0], command)
+    sys.argv = [f"gan {command}", *rest]
     try:
-        module = __import__(COMMANDS[command][0], fromlist=["main"])
-        sys.argv = [f"gan {command}", *rest]
         module.main()
-    except KeyboardInterrupt as e:  # Ctrl-C while starting up (imports, config composition): no traceback
-        signum = getattr(e, "signum", 2)
-        print(f"\ngan {command}: stopped by signal {signum} while starting; nothing was saved.", file=sys.stderr)
-        sys.exit(128 + signum)
+    except KeyboardInterrupt:  # Ctrl-C while the config is composed, before the app's own handling
+        stopped_while_starting(command)
+
+
+def import_quietly(name: str, command: str):
+    """Import a command's module (seconds: torch) with Ctrl-C held back until it is done: a Ctrl-C
+    inside a C extension's import would leave a half-imported module and a traceback."""
+    pending: list[int] = []
+    previous = signal.signal(signal.SIGINT, lambda signum, frame: pending.append(signum))
+    try:
+        module = __import__(name, fromlist=["main"])
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    if pending:
+        stopped_while_starting(command)
+    return module
+
+
+def stopped_while_starting(command: str) -> None:
+    print(f"\ngan {command}: stopped by Ctrl-C while starting; nothing was saved.", file=sys.stderr)
+    sys.exit(130)
 
 
 if __name__ == "__main__":

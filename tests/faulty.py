@@ -6,6 +6,7 @@ Name them with `loss._target_=tests.faulty.<Class>` and trust the tests package
 from __future__ import annotations
 
 import os
+import time
 
 import torch
 
@@ -24,6 +25,18 @@ class SignalAt(NonSaturating):
         self.calls += 1
         if self.calls in self.at:
             os.kill(os.getpid(), self.signum)
+        return super().d_loss(real, fake)
+
+
+class Slow(NonSaturating):
+    """Each D update takes at least `seconds` longer: time for a test to act between two steps."""
+
+    def __init__(self, seconds: float, **options):
+        super().__init__(**options)
+        self.seconds = seconds
+
+    def d_loss(self, real, fake):
+        time.sleep(self.seconds)
         return super().d_loss(real, fake)
 
 

@@ -206,8 +206,10 @@ def test_lock_of_a_killed_process_is_released(tmp_path):
 # ------------------------------------------------------------------ resume continues the history
 def test_resume_after_kill_9_repeats_no_log_step(tmp_path):
     run = tmp_path / "run"
-    args = [*FAST, *TINY_DCGAN, "trainer.log_every=1", "trainer.ckpt_every=4", "trainer.sample_every=1000"]
-    proc = start_gan(*args, "trainer.max_steps=100000", f"hydra.run.dir={run}")
+    args = [*FAST, *TINY_DCGAN, "trainer.log_every=1", "trainer.ckpt_every=5", "trainer.sample_every=1000",
+            "loss._target_=tests.faulty.Slow", "+loss.seconds=0.2"]  # the kill lands before the step-10 checkpoint
+    proc = start_gan(*args, "trainer.max_steps=100000", f"hydra.run.dir={run}",
+                     env={"GAN_CLI_TRUST": "tests", "PYTHONPATH": str(REPO)})
     wait_for_step(proc, run, 6)
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()

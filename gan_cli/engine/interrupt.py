@@ -61,8 +61,8 @@ class StopOnSignal:
         if self.requested:
             raise StopNow(signum)
         self.signum = signum
-        console.print(f"\n[yellow]{signal_name(signum)}: stopping after this iteration and saving a checkpoint "
-                      f"(send it again to stop at once without saving).[/]", highlight=False)
+        console.print(f"\n[yellow]{signal_name(signum)}: stopping at the end of this iteration and saving a "
+                      f"checkpoint (send it again to stop at once without saving).[/]", highlight=False)
 
     def __exit__(self, *exc: object) -> None:
         for s, handler in self._previous.items():

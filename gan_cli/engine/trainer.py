@@ -110,16 +110,19 @@ class Trainer:
         self._evaluator: Evaluator | None = None
 
     # ---------------------------------------------------------------- the loop
-    def fit(self) -> dict[str, Any]:
+    def fit(self, stop: StopOnSignal | None = None) -> dict[str, Any]:
+        """Train to trainer.max_steps, or until `stop` (installed by `train`, so that it also covers start-up)
+        sees a stop signal."""
         run = self.run_dir
         self.logger = RunLogger(run, tag_help(self.loss.probabilities), self.step) if self.world.main else NullLogger()
         try:
-            return self._fit()
+            with contextlib.nullcontext(stop) if stop else StopOnSignal() as stop:
+                return self._fit(stop)
         finally:
             self.batches.close()
             self.logger.close()
 
-    def _fit(self) -> dict[str, Any]:
+    def _fit(self, stop: StopOnSignal) -> dict[str, Any]:
         t, run = self.t, self.run_dir
         self._log_start()
         ui.console.print(f"device: [bold]{describe_device(self.device)}[/]   run folder: [bold]{run}[/]")
@@ -130,7 +133,7 @@ class Trainer:
         self.stats: dict[str, float] = {}
         self.clock, self._window = ui.Stopwatch(), (0.0, self.step)
         start_step = self.step
-        with StopOnSignal() as stop, ui.TrainProgress(t.max_steps, self.step) as bar:
+        with ui.TrainProgress(t.max_steps, self.step) as bar:
             while self.step < t.max_steps and not any_rank(stop.requested, self.world, self.device):
                 log_now = (self.step + 1) % t.log_every == 0 or self.step + 1 == t.max_steps
                 try:
@@ -147,7 +150,7 @@ class Trainer:
                     if not self._rollback(diverged):
                         raise
             interrupted = any_rank(stop.requested, self.world, self.device)
-            if interrupted and self._saved_at != self.step:  # save and stop; evaluation can wait
+            if interrupted and self.step > start_step and self._saved_at != self.step:  # evaluation can wait
                 self.sample()
                 self.save()
         elapsed = self.clock()
@@ -426,8 +429,8 @@ def train(cfg: DictConfig, run_dir: str | Path, choices: dict[str, str] | None =
     check_config(cfg, "The training config")
     lock = RunLock(run_dir) if is_main_process() else contextlib.nullcontext()
     try:
-        with lock:  # one writer per run folder
-            return Trainer(cfg, run_dir, choices).fit()
+        with lock, StopOnSignal() as stop:  # one writer per run folder; a stop signal while starting counts too
+            return Trainer(cfg, run_dir, choices).fit(stop)
     finally:
         if torch.distributed.is_initialized():
             torch.distributed.destroy_process_group()
