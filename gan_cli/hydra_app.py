@@ -11,7 +11,9 @@ from typing import Any, Callable, NoReturn
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
+from gan_cli.engine.distributed import is_main_process
 from gan_cli.engine.interrupt import StopNow, exit_code, signal_name
+from gan_cli.engine.run_lock import RunFolderBusy, RunLock
 from gan_cli.errors import ConfigError, GanCliError
 from gan_cli.logging.console import console, print_error
 from gan_cli.trust import check_config
@@ -93,7 +95,8 @@ def write_error(out: Path, e: OSError, key: str = "out") -> ConfigError:
 
 
 class RunFolderCheck(Callback):
-    """Creates the run (or sweep) folder before Hydra does, so that a bad one is one paragraph, not a traceback.
+    """Creates the run (or sweep) folder before Hydra does, so that a bad one is one paragraph, not a traceback,
+    and takes the run folder's lock before Hydra writes into it (`train` then holds the same lock).
 
     Hydra makes `hydra.run.dir` in `run_job`, before the task function (and `report_errors`) runs, and
     prints any error there with a stack trace. With HYDRA_FULL_ERROR=1 this does nothing and Hydra's
@@ -102,6 +105,15 @@ class RunFolderCheck(Callback):
 
     def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
         self._check(config, "hydra.run.dir")
+        if is_main_process():  # one writer: refused here, before Hydra writes .hydra/ and train.log
+            try:
+                self.lock = RunLock(Path(str(config.hydra.run.dir))).acquire()  # until on_run_end
+            except RunFolderBusy as e:
+                exit_with(e)
+
+    def on_run_end(self, config: DictConfig, **kwargs: Any) -> None:
+        if getattr(self, "lock", None) is not None:
+            self.lock.release()
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
         self._check(config, "hydra.sweep.dir")

@@ -24,12 +24,21 @@ class RunFolderBusy(GanCliError):
     """Another process is writing this run folder."""
 
 
+_HELD: dict[Path, "RunLock"] = {}  # the locks this process holds, by lock file
+
+
 class RunLock:
+    """`acquire` twice in one process (the Hydra app locks before Hydra writes .hydra/, then `train`) is fine."""
+
     def __init__(self, run_dir: Path):
         self.path = Path(run_dir) / LOCK
         self._file = None
+        self._nested = False
 
     def acquire(self) -> "RunLock":
+        if self.path.resolve() in _HELD:
+            self._nested = True
+            return self
         f = open(self.path, "a+", encoding="utf-8")
         try:
             fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -47,11 +56,15 @@ class RunLock:
                    "command": " ".join(sys.argv)}, f)
         f.flush()
         self._file = f
+        _HELD[self.path.resolve()] = self
         remove_leftovers(self.path.parent)
         return self
 
     def release(self) -> None:
-        if self._file is not None:
+        if self._nested:
+            self._nested = False
+        elif self._file is not None:
+            _HELD.pop(self.path.resolve(), None)
             fcntl.flock(self._file, fcntl.LOCK_UN)
             self._file.close()
             self._file = None
