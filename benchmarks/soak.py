@@ -46,8 +46,8 @@ GAN = str(Path(sys.executable).parent / "gan")
 CONFIG = ("model=dcgan model.g_width=8 model.d_width=8 model.latent_dim=16 dataset=digits dataset.resolution=16 "
           "loss=wgan_gp trainer.n_critic=2 trainer.ema.enabled=true trainer.batch_size=16 trainer.sample_every=100000 "
           "trainer.num_workers=0 trainer.device=cpu")
-COMPARED = ("generator", "discriminator", "ema", "ema_updates", "opt_g", "opt_d", "step", "batches_consumed", "rng")
-FINITE = ("generator", "discriminator", "ema", "opt_g", "opt_d")
+COMPARED = ("networks", "ema", "ema_updates", "optimizers", "step", "batches_consumed", "rng")
+FINITE = ("networks", "ema", "optimizers")
 
 
 def start(cmd: list[str], log_path: Path) -> subprocess.Popen:

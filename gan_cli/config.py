@@ -67,7 +67,8 @@ class TrainerConfig:
     unroll_steps: int = 0  # unrolled GAN: extra D steps G's update looks ahead to (0: off)
     nan_policy: str = "stop"  # stop | rollback (reload the last good checkpoint and halve both lrs)
     doctor: DoctorConfig = field(default_factory=DoctorConfig)
-    lr_decay: str = "none"  # none | linear (to 0 at max_steps) | exponential
+    lr_decay: str = "auto"  # auto (the game's: CycleGAN linear over the second half, else none) | none | linear | exponential
+    lr_decay_start: Optional[float] = None  # linear: the fraction of max_steps the lr is held for (null: the game's, else 0)
     lr_decay_gamma: float = 0.99  # exponential decay factor per epoch
     eval_every: int = 0  # steps between evaluations (0: never; `gan eval` works on any checkpoint)
     eval: TrainEvalConfig = field(default_factory=TrainEvalConfig)
@@ -139,6 +140,10 @@ def validate_trainer(trainer: Any) -> None:
     for key, valid in choices.items():
         if trainer[key] not in valid:
             raise ConfigError(f"trainer.{key}={trainer[key]!r} is not valid; valid values: {' | '.join(valid)}.")
+    start = trainer.get("lr_decay_start")
+    if start is not None and not 0 <= start < 1:
+        raise ConfigError(f"trainer.lr_decay_start must be in [0, 1) (the fraction of max_steps the lr is held "
+                          f"before the linear decay), or null for the game's; got {start}.")
     if trainer.lr_decay == "exponential" and not 0 < trainer.lr_decay_gamma <= 1:
         raise ConfigError(f"trainer.lr_decay_gamma must be in (0, 1] for trainer.lr_decay=exponential, "
                           f"got {trainer.lr_decay_gamma}.")

@@ -1,8 +1,7 @@
-"""`gan eval`: metrics of a trained generator, as a table and as <run>/eval.json."""
+"""`gan eval`: metrics of a trained run's generators, as a table and as <run>/eval.json."""
 from __future__ import annotations
 
 import json
-from functools import partial
 from pathlib import Path
 
 import hydra
@@ -10,10 +9,10 @@ from omegaconf import DictConfig
 
 from gan_cli.config import check_eval_sizes, config_dir
 from gan_cli.engine.device import resolve_device
-from gan_cli.engine.restore import generate, load_generator
+from gan_cli.engine.restore import load_generator
 from gan_cli.hydra_app import ensure_parent, report_errors, write_error
 from gan_cli.logging.console import console, print_metrics
-from gan_cli.metrics.evaluate import EvalSettings, Evaluator
+from gan_cli.metrics.evaluate import EvalSettings
 
 
 @hydra.main(version_base="1.3", config_path=config_dir(), config_name="eval")
@@ -25,9 +24,8 @@ def main(cfg: DictConfig) -> dict:
     device = resolve_device(cfg.device)
     run = load_generator(cfg.ckpt, device, ema=cfg.ema)
     settings = EvalSettings.from_config(cfg)
-    evaluator = Evaluator(run.config.dataset, settings, device)
-    sample = partial(generate, run.generator, latent_dim=run.latent_dim, device=device, batch_size=settings.batch_size)
-    results, protocol = evaluator(lambda num, seed: sample(num=num, seed=seed))
+    evaluate = run.game.evaluator(run.config.dataset, None, settings, device, run.latent_dim)
+    results, protocol = evaluate(run.networks)
     protocol.update({"checkpoint": str(run.checkpoint), "step": run.step,
                      "generator": "ema" if run.used_ema else "live", "device": str(device)})
     out = Path(cfg.out) if cfg.out else run.run_dir / "eval.json"

@@ -22,7 +22,7 @@ def torchrun(*args: str, procs: int = 2) -> subprocess.CompletedProcess:
 
 
 def generator(run: Path) -> dict:
-    return torch.load(run / "checkpoints/last.pt", weights_only=True)["generator"]
+    return torch.load(run / "checkpoints/last.pt", weights_only=True)["networks"]["G"]
 
 
 def test_two_ranks_stay_in_sync_and_match_one_process_with_the_global_batch(tmp_path):
@@ -50,8 +50,9 @@ def test_ddp_resume_with_gradient_penalty_and_ema(tmp_path):
     a = torch.load(tmp_path / "full/checkpoints/last.pt", weights_only=True)
     b = torch.load(tmp_path / "resumed/checkpoints/last.pt", weights_only=True)
     assert len(a["rng"]["per_rank"]) == 2
-    for part in ("generator", "discriminator", "ema"):
-        assert all(torch.equal(a[part][k], b[part][k]) for k in a[part]), part
+    for part in ("networks", "ema"):
+        for net in a[part]:
+            assert all(torch.equal(a[part][net][k], b[part][net][k]) for k in a[part][net]), (part, net)
 
 
 def test_sync_bn_needs_several_processes(tmp_path):

@@ -135,12 +135,12 @@ def test_trainer_values_accepted() -> None:
 def test_optimizer_values_refused(overrides: list[str], match: str) -> None:
     node = compose_cfg(*overrides).optimizer.generator
     with pytest.raises(ConfigError, match=match):
-        make_optimizer("optimizer.generator", node, torch.nn.Linear(2, 2), torch.device("cpu"))
+        make_optimizer("optimizer.generator", node, list(torch.nn.Linear(2, 2).parameters()), torch.device("cpu"))
 
 
 def test_zero_lr_is_allowed() -> None:
     node = compose_cfg("optimizer.generator.lr=0").optimizer.generator
-    opt = make_optimizer("optimizer.generator", node, torch.nn.Linear(2, 2), torch.device("cpu"))
+    opt = make_optimizer("optimizer.generator", node, list(torch.nn.Linear(2, 2).parameters()), torch.device("cpu"))
     assert opt.param_groups[0]["lr"] == 0
 
 

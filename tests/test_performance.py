@@ -14,7 +14,7 @@ def test_mixed_precision_trains(precision, loss, run_dir):
     if loss == "wgan_gp":  # the penalty is computed in fp32 and holds the norm in a sane range
         assert 0 <= result["penalty/gp"] < 1e3
     state = torch.load(run_dir / "checkpoints/last.pt", weights_only=True)
-    assert all(v.dtype == torch.float32 for v in state["generator"].values() if v.is_floating_point())
+    assert all(v.dtype == torch.float32 for v in state["networks"]["G"].values() if v.is_floating_point())
     if precision == "fp16":  # one grad scaler per network, saved for an exact resume
         assert set(state["scaler"]) == {"D", "G"} and state["scaler"]["G"]["scale"] > 0
     else:

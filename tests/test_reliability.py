@@ -29,8 +29,8 @@ def ckpt(run, name="last.pt"):
 
 
 def finite(state) -> bool:
-    return all(torch.isfinite(v).all() for part in ("generator", "discriminator")
-               for v in state[part].values() if v.is_floating_point())
+    return all(torch.isfinite(v).all() for net in state["networks"].values()
+               for v in net.values() if v.is_floating_point())
 
 
 def logged_steps(run) -> list[int]:
@@ -140,7 +140,7 @@ def test_ctrl_c_of_the_process_group_saves_a_state_that_resumes_exactly(tmp_path
     train(compose_cfg(*args, f"trainer.max_steps={total}", "trainer.resume=auto"), run)
     train(compose_cfg(*args, f"trainer.max_steps={total}"), tmp_path / "straight")
     resumed, straight = ckpt(run), ckpt(tmp_path / "straight")
-    for part in ("generator", "discriminator", "opt_g", "opt_d", "rng"):
+    for part in ("networks", "optimizers", "rng"):
         assert differences(straight[part], resumed[part]) == [], part
     assert logged_steps(run) == list(range(1, total + 1))
 
@@ -257,8 +257,8 @@ def test_lr_override_on_resume_is_applied_and_reported(tmp_path, capsys):
                                "optimizer.discriminator.betas=[0.0,0.9]", "trainer.resume=auto"), tmp_path / "run")
     assert result["lr/G"] == pytest.approx(1e-4) and result["lr/D"] == pytest.approx(2e-4)
     state = ckpt(tmp_path / "run")
-    assert state["opt_g"]["param_groups"][0]["lr"] == pytest.approx(1e-4)
-    assert tuple(state["opt_d"]["param_groups"][0]["betas"]) == (0.0, 0.9)
+    assert state["optimizers"]["G"]["param_groups"][0]["lr"] == pytest.approx(1e-4)
+    assert tuple(state["optimizers"]["D"]["param_groups"][0]["betas"]) == (0.0, 0.9)
     out = capsys.readouterr().out
     assert "optimizer.generator.lr: 0.0002 -> 0.0001 (applied to the optimizer)" in out
 
@@ -296,7 +296,7 @@ def test_checkpoint_write_error_is_one_paragraph_and_keeps_the_previous_file(tmp
 def test_nonfinite_checkpoint_is_refused_on_resume(tmp_path):
     train(compose_cfg(*FAST, *TINY_DCGAN), tmp_path / "run")
     state = ckpt(tmp_path / "run")
-    next(iter(state["generator"].values())).fill_(float("nan"))
+    next(iter(state["networks"]["G"].values())).fill_(float("nan"))
     torch.save(state, tmp_path / "nan.pt")
     with pytest.raises(CheckpointError, match="NaN/Inf"):
         train(compose_cfg(*FAST, *TINY_DCGAN, f"trainer.resume={tmp_path / 'nan.pt'}"), tmp_path / "other")

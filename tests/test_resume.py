@@ -40,7 +40,7 @@ def test_resume_is_exact(tmp_path):
     assert resumed["step"] == 20
     full = torch.load(tmp_path / "full/checkpoints/last.pt", weights_only=True)
     res = torch.load(tmp_path / "resumed/checkpoints/last.pt", weights_only=True)
-    for part in ("generator", "discriminator", "opt_g", "opt_d", "rng", "fixed_z"):
+    for part in ("networks", "optimizers", "rng", "fixed"):
         assert differences(full[part], res[part]) == [], part
     assert full["batches_consumed"] == res["batches_consumed"] == 40
 
@@ -76,7 +76,7 @@ def test_nan_stops_with_step_and_keeps_last_good_checkpoint(run_dir, monkeypatch
     assert "last.pt" in str(err.value)
     state = torch.load(run_dir / "checkpoints/last.pt", weights_only=True)
     assert state["step"] == 4
-    assert all(torch.isfinite(v).all() for v in state["generator"].values() if v.is_floating_point())
+    assert all(torch.isfinite(v).all() for v in state["networks"]["G"].values() if v.is_floating_point())
 
 
 def test_ctrl_c_saves_checkpoint_and_exits_cleanly(tmp_path):
@@ -118,8 +118,8 @@ def test_nan_rollback_reloads_last_good_checkpoint_with_lower_lr(run_dir, monkey
     result = train(cfg, run_dir)  # NaN at step 5: back to step 4, lrs halved, on to step 8
     assert result["step"] == 8 and result["lr/G"] == pytest.approx(cfg.optimizer.generator.lr / 2)
     state = torch.load(run_dir / "checkpoints/last.pt", weights_only=True)
-    assert state["opt_d"]["param_groups"][0]["lr"] == pytest.approx(cfg.optimizer.discriminator.lr / 2)
-    assert all(torch.isfinite(v).all() for v in state["generator"].values() if v.is_floating_point())
+    assert state["optimizers"]["D"]["param_groups"][0]["lr"] == pytest.approx(cfg.optimizer.discriminator.lr / 2)
+    assert all(torch.isfinite(v).all() for v in state["networks"]["G"].values() if v.is_floating_point())
 
 
 def test_nan_rollback_gives_up_after_three_tries(run_dir, monkeypatch):

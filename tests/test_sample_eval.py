@@ -121,8 +121,8 @@ def test_eval_during_training_keeps_resume_exact(tmp_path):
     train(compose_cfg(*base), tmp_path / "plain")
     train(compose_cfg(*base, "trainer.eval_every=2", "trainer.eval.metrics=[fd]", "trainer.eval.num_fake=100",
                       "trainer.eval.num_real=100", f"trainer.eval.cache_dir={tmp_path / 'cache'}"), tmp_path / "eval")
-    a = torch.load(tmp_path / "plain/checkpoints/last.pt", weights_only=True)["generator"]
-    b = torch.load(tmp_path / "eval/checkpoints/last.pt", weights_only=True)["generator"]
+    a = torch.load(tmp_path / "plain/checkpoints/last.pt", weights_only=True)["networks"]["G"]
+    b = torch.load(tmp_path / "eval/checkpoints/last.pt", weights_only=True)["networks"]["G"]
     assert all(torch.equal(a[k], b[k]) for k in a)
 
 

@@ -62,16 +62,16 @@ def test_points_reject_image_augmentation(run_dir):
 def test_ema_weights_differ_from_live_weights_and_follow_them(run_dir):
     trainer = Trainer(compose_cfg(*FAST, *TINY_DCGAN, "trainer.ema.enabled=true", "trainer.ema.decay=0.9",
                                   "trainer.max_steps=12"), run_dir)
-    start = [p.detach().clone() for p in trainer.G.parameters()]
+    start = [p.detach().clone() for p in trainer.networks["G"].parameters()]
     trainer.fit()
-    live, ema = list(trainer.G.parameters()), list(trainer.ema.model.parameters())
+    live, ema = list(trainer.networks["G"].parameters()), list(trainer.emas["G"].model.parameters())
     assert any(not torch.equal(a, b) for a, b in zip(live, ema))
     moved_live = sum((a - s).norm() for a, s in zip(live, start))
     moved_ema = sum((b - s).norm() for b, s in zip(ema, start))
     assert 0 < moved_ema < moved_live  # the average follows the live weights, lagging behind
     state = torch.load(run_dir / "checkpoints/last.pt", weights_only=True)
     assert state["ema_updates"] == 12
-    assert all(torch.equal(state["ema"][k], v) for k, v in trainer.ema.model.state_dict().items())
+    assert all(torch.equal(state["ema"]["G"][k], v) for k, v in trainer.emas["G"].model.state_dict().items())
 
 
 def test_ema_and_lr_schedule_resume_exactly(tmp_path):
@@ -84,10 +84,10 @@ def test_ema_and_lr_schedule_resume_exactly(tmp_path):
     train(compose_cfg(*base, "trainer.max_steps=8", f"trainer.resume={tmp_path / 'half'}"), tmp_path / "resumed")
     a = torch.load(tmp_path / "full/checkpoints/last.pt", weights_only=True)
     b = torch.load(tmp_path / "resumed/checkpoints/last.pt", weights_only=True)
-    for part in ("generator", "ema"):
-        assert all(torch.equal(a[part][k], b[part][k]) for k in a[part]), part
+    for part in ("networks", "ema"):
+        assert all(torch.equal(a[part]["G"][k], b[part]["G"][k]) for k in a[part]["G"]), part
     assert a["ema_updates"] == b["ema_updates"] == 8
-    assert a["opt_g"]["param_groups"][0]["lr"] == b["opt_g"]["param_groups"][0]["lr"] < 2e-4
+    assert a["optimizers"]["G"]["param_groups"][0]["lr"] == b["optimizers"]["G"]["param_groups"][0]["lr"] < 2e-4
 
 
 def test_linear_lr_decay_reaches_zero(run_dir):
@@ -148,9 +148,9 @@ def test_unrolled_steps_leave_d_as_the_plain_d_update_made_it(tmp_path):
     plain.fit()
     unrolled = Trainer(compose_cfg(*FAST, *TINY_DCGAN, "trainer.max_steps=1", "trainer.unroll_steps=3"), tmp_path / "b")
     unrolled.fit()
-    d_a, d_b = dict(plain.D.named_parameters()), dict(unrolled.D.named_parameters())
+    d_a, d_b = dict(plain.networks["D"].named_parameters()), dict(unrolled.networks["D"].named_parameters())
     assert all(torch.equal(d_a[k], d_b[k]) for k in d_a)
-    assert plain.opt_d.state_dict()["state"][0]["step"] == unrolled.opt_d.state_dict()["state"][0]["step"] == 1
-    g_a, g_b = plain.G.state_dict(), unrolled.G.state_dict()
+    assert plain.optimizers["D"].state_dict()["state"][0]["step"] == unrolled.optimizers["D"].state_dict()["state"][0]["step"] == 1
+    g_a, g_b = plain.networks["G"].state_dict(), unrolled.networks["G"].state_dict()
     assert any(not torch.equal(g_a[k], g_b[k]) for k in g_a if g_a[k].is_floating_point())
     assert unrolled.batches.consumed == 1 + 3 and plain.batches.consumed == 1

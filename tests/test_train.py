@@ -67,8 +67,10 @@ def test_checkpoint_is_complete_and_loads_weights_only(run_dir):
     train(compose_cfg(*FAST, *TINY_DCGAN), run_dir)
     state = torch.load(run_dir / "checkpoints" / "last.pt", weights_only=True)
     assert state["step"] == 4
-    assert {"generator", "discriminator", "opt_g", "opt_d", "rng", "fixed_z", "config", "batches_consumed"} <= set(state)
-    assert state["fixed_z"].shape == (16, 16)
+    assert state["version"] == 2 and state["game"] == "adversarial"
+    assert {"networks", "optimizers", "rng", "fixed", "config", "batches_consumed", "game_state"} <= set(state)
+    assert set(state["networks"]) == set(state["optimizers"]) == {"G", "D"}
+    assert state["fixed"]["z"].shape == (16, 16)
     assert state["config"]["trainer"]["max_steps"] == 4
     assert not list((run_dir / "checkpoints").glob(".*tmp"))
 
@@ -110,8 +112,8 @@ def test_streamed_dataset_trains_through_dataloader_workers(tmp_path):
     # the stream resumes at the same batch: 2 + resume + 2 equals 4 in one go
     train(compose_cfg(*overrides, "trainer.max_steps=2"), tmp_path / "b")
     train(compose_cfg(*overrides, "trainer.max_steps=4", f"trainer.resume={tmp_path / 'b'}"), tmp_path / "c")
-    a = torch.load(tmp_path / "a/checkpoints/last.pt", weights_only=True)["generator"]
-    c = torch.load(tmp_path / "c/checkpoints/last.pt", weights_only=True)["generator"]
+    a = torch.load(tmp_path / "a/checkpoints/last.pt", weights_only=True)["networks"]["G"]
+    c = torch.load(tmp_path / "c/checkpoints/last.pt", weights_only=True)["networks"]["G"]
     assert all(torch.equal(a[k], c[k]) for k in a)
 
 
@@ -132,6 +134,6 @@ def test_small_disk_datasets_are_held_in_memory(tmp_path):
     assert held.data.in_memory and held.data.dataset.tensors[0].shape == (16, 3, 16, 16)
     held.fit()
     streamed = train(compose_cfg(*overrides, "trainer.data_in_memory_gb=0"), tmp_path / "streamed")
-    a = torch.load(tmp_path / "held/checkpoints/last.pt", weights_only=True)["generator"]
-    b = torch.load(tmp_path / "streamed/checkpoints/last.pt", weights_only=True)["generator"]
+    a = torch.load(tmp_path / "held/checkpoints/last.pt", weights_only=True)["networks"]["G"]
+    b = torch.load(tmp_path / "streamed/checkpoints/last.pt", weights_only=True)["networks"]["G"]
     assert all(torch.equal(a[k], b[k]) for k in a) and streamed["step"] == 4

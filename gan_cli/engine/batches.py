@@ -53,16 +53,18 @@ class EpochBatchSampler(Sampler[list[int]]):
 def materialize(data: GanData, limit_gb: float, num_workers: int) -> GanData:
     """A streamed dataset small enough (at most `limit_gb` as float32) read once into memory,
     so that training indexes it on the device and never waits on a DataLoader (MNIST, CIFAR)."""
-    if data.in_memory or len(data) * math.prod(data.shape) * 4 > limit_gb * 2**30:
+    floats = math.prod(data.shape) + (math.prod(data.input_shape) if data.input_shape else 0)  # per item
+    if data.in_memory or len(data) * floats * 4 > limit_gb * 2**30:
         return data
     loader = DataLoader(data.dataset, batch_size=512, num_workers=num_workers, generator=torch.Generator(),
                         worker_init_fn=ignore_stop_signals)
-    xs, ys = zip(*((x, torch.as_tensor(y)) for x, y in loader))
-    return replace(data, dataset=TensorDataset(torch.cat(xs), torch.cat(ys).long()))
+    columns = zip(*(tuple(torch.as_tensor(t) for t in batch) for batch in loader))  # x, ..., y
+    return replace(data, dataset=TensorDataset(*(torch.cat(c) for c in columns)))
 
 
 class BatchStream:
-    """`next()` gives `(x, y)` on the device; `consumed` is the resume state."""
+    """`next()` gives one batch of every item field on the device: `(x, y)`, or `(a, b, y)` and
+    `(a, b, y_a, y_b)` for translation data; `consumed` is the resume state."""
 
     def __init__(self, data: GanData, batch_size: int, device: torch.device, seed: int,
                  num_workers: int = 2, consumed: int = 0, rank: int = 0, world: int = 1):
@@ -79,11 +81,11 @@ class BatchStream:
         self._workers = None  # the DataLoader's iterator, when the data is streamed
         self._iter = self._start()
 
-    def _start(self) -> Iterator[tuple[Tensor, Tensor]]:
+    def _start(self) -> Iterator[tuple[Tensor, ...]]:
         sampler = EpochBatchSampler(len(self.data), self.batch_size, self.seed, self.consumed, self.rank, self.world)
         if self.data.in_memory:
-            x, y = (t.to(self.device) for t in self.data.dataset.tensors)
-            return ((x[idx], y[idx]) for idx in sampler.index_batches(self.device))
+            tensors = [t.to(self.device) for t in self.data.dataset.tensors]
+            return (tuple(t[idx] for t in tensors) for idx in sampler.index_batches(self.device))
         loader = DataLoader(
             self.data.dataset, batch_sampler=sampler, num_workers=self.num_workers,
             pin_memory=self.device.type == "cuda", persistent_workers=self.num_workers > 0,
@@ -92,10 +94,10 @@ class BatchStream:
         )
         return self._stream(loader)
 
-    def _stream(self, loader: DataLoader) -> Iterator[tuple[Tensor, Tensor]]:
+    def _stream(self, loader: DataLoader) -> Iterator[tuple[Tensor, ...]]:
         self._workers = iter(loader)  # the workers start with the first batch asked for
-        for x, y in self._workers:
-            yield x.to(self.device, non_blocking=True), torch.as_tensor(y).to(self.device, non_blocking=True)
+        for batch in self._workers:
+            yield tuple(torch.as_tensor(t).to(self.device, non_blocking=True) for t in batch)
 
     def restart(self, consumed: int) -> None:
         """Continue as if `consumed` batches had been taken (after a rollback)."""
@@ -111,7 +113,7 @@ class BatchStream:
             shutdown()
         self._workers = None
 
-    def next(self) -> tuple[Tensor, Tensor]:
+    def next(self) -> tuple[Tensor, ...]:
         batch = next(self._iter)
         self.consumed += 1
         return batch

@@ -17,6 +17,7 @@ import torch
 from gan_cli.errors import CheckpointError
 
 LAST = "last.pt"
+VERSION = 2  # the layout gan_cli/engine/run_state.py writes; 1 is read through upgrade()
 
 
 def save_atomic(state: dict[str, Any], path: Path) -> None:
@@ -88,10 +89,31 @@ def load_checkpoint(path: Path, map_location: str | torch.device = "cpu") -> dic
             f"It is corrupt or not a gan_cli checkpoint; resume from another one, e.g. an earlier "
             f"checkpoints/step_XXXXXXX.pt, or start without trainer.resume."
         ) from None
-    missing = {"step", "generator", "discriminator", "opt_g", "opt_d"} - set(state if isinstance(state, dict) else ())
+    if not isinstance(state, dict) or state.get("version", 1) == 1:
+        state = upgrade(state, path)
+    if state.get("version") != VERSION:
+        raise CheckpointError(f"Checkpoint {path} has format version {state.get('version')}; this gan_cli reads "
+                              f"versions 1 to {VERSION}. Upgrade gan_cli (pip install -U gan-cli) to read it.")
+    missing = {"step", "networks", "optimizers", "fixed", "rng"} - set(state)
     if missing:
         raise CheckpointError(f"Checkpoint {path} is not a gan_cli training checkpoint (missing {sorted(missing)}).")
     from gan_cli.trust import check_config  # a shared checkpoint may name only code the user trusts
 
     check_config(state.get("config"), f"Checkpoint {path}'s stored config")
     return state
+
+
+def upgrade(state: Any, path: Path) -> dict[str, Any]:
+    """A version-1 checkpoint (one `generator`, one `discriminator`) in version 2's layout."""
+    missing = {"step", "generator", "discriminator", "opt_g", "opt_d"} - set(state if isinstance(state, dict) else ())
+    if missing:
+        raise CheckpointError(f"Checkpoint {path} is not a gan_cli training checkpoint (missing {sorted(missing)}).")
+    old = dict(state)
+    pair = lambda g, d: {k: v for k, v in (("G", old.pop(g, None)), ("D", old.pop(d, None))) if v}  # noqa: E731
+    upgraded = {"version": VERSION, "game": "adversarial", "game_state": [{}],
+                "networks": pair("generator", "discriminator"), "optimizers": pair("opt_g", "opt_d"),
+                "schedulers": pair("sched_g", "sched_d"), "fixed": {"z": old.pop("fixed_z"), "y": old.pop("fixed_y")}}
+    ema = old.pop("ema", None)
+    upgraded["ema"] = {"G": ema} if ema else {}
+    old.pop("version", None)
+    return {**old, **upgraded}

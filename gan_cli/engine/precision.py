@@ -1,6 +1,6 @@
 """Mixed precision: autocast for the forward passes, a grad scaler per optimizer for fp16.
 
-bf16 has fp32's range and needs no scaler; fp16 does (one per network, since D and G step
+bf16 has fp32's range and needs no scaler; fp16 does (one per optimizer, since they step
 at different times). Gradient penalties differentiate D in fp32 (`full_precision`), so
 the penalty's inner gradient is neither scaled nor rounded.
 """
@@ -17,11 +17,11 @@ DTYPES = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 
 
 class Precision:
-    def __init__(self, name: str, device: torch.device):
+    def __init__(self, name: str, device: torch.device, optimizers: tuple[str, ...] = ("D", "G")):
         if name not in DTYPES:
             raise ConfigError(f"trainer.precision={name!r} is not supported; valid: {', '.join(DTYPES)}.")
         self.name, self.device, self.dtype = name, device, DTYPES[name]
-        self.scalers = {k: torch.amp.GradScaler(device.type) for k in ("D", "G")} if name == "fp16" else {}
+        self.scalers = {k: torch.amp.GradScaler(device.type) for k in optimizers} if name == "fp16" else {}
 
     def autocast(self) -> contextlib.AbstractContextManager:
         if self.dtype is None:

@@ -1,4 +1,4 @@
-"""A trained generator back from its checkpoint, for sampling and evaluation."""
+"""A run's trained generators back from their checkpoint, for sampling and evaluation."""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -8,15 +8,16 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 from torch import Tensor, nn
 
-from gan_cli.engine.build import build
 from gan_cli.engine.checkpoint import find_checkpoint, load_checkpoint
+from gan_cli.engine.networks import build_models
 
 
 @dataclass
 class Restored:
-    generator: nn.Module  # in eval mode, on the requested device
+    networks: dict[str, nn.Module]  # the game's generators, in eval mode, on the requested device
+    game: type  # the Game subclass the run trained (gan_cli.games)
     latent_dim: int
-    data: dict  # name, kind ("image" | "points"), shape, num_classes of the training data
+    data: dict  # name, kind, shape, input_shape, num_classes of the training data
     config: DictConfig  # the run's resolved config
     step: int
     checkpoint: Path
@@ -24,22 +25,31 @@ class Restored:
     used_ema: bool
 
     @property
+    def generator(self) -> nn.Module:
+        """G of a noise-to-sample game."""
+        return self.networks["G"]
+
+    @property
     def conditional(self) -> bool:
-        return bool(getattr(self.generator, "conditional", False))
+        return bool(getattr(self.networks.get("G"), "conditional", False))
 
 
 def load_generator(ckpt: str | Path, device: torch.device, ema: bool = True) -> Restored:
-    """Rebuild G from the config stored in `ckpt` (a file or run folder); EMA weights if any."""
+    """Rebuild the generators from the config stored in `ckpt` (a file or run folder); EMA weights if any."""
     path = find_checkpoint(ckpt)
     state = load_checkpoint(path, map_location="cpu")  # works for runs trained on a GPU
     cfg = OmegaConf.create(state["config"])
     data = state["data"]
-    models = build("model", cfg.model, shape=tuple(data["shape"]), num_classes=data["num_classes"])
-    use_ema = ema and state.get("ema") is not None
-    models.generator.load_state_dict(state["ema"] if use_ema else state["generator"])
+    models = build_models(cfg.model, data["kind"], data["shape"], data["num_classes"], data.get("input_shape"),
+                          data["name"])
+    use_ema = ema and bool(state.get("ema"))
+    networks = {}
+    for name in models.game.generators:
+        network = models.networks[name]
+        network.load_state_dict(state["ema"][name] if use_ema else state["networks"][name])
+        networks[name] = network.to(device).eval()
     run_dir = path.parent.parent if path.parent.name == "checkpoints" else path.parent
-    return Restored(models.generator.to(device).eval(), models.latent_dim, data, cfg, int(state["step"]),
-                    path, run_dir, use_ema)
+    return Restored(networks, models.game, models.latent_dim, data, cfg, int(state["step"]), path, run_dir, use_ema)
 
 
 @torch.no_grad()

@@ -1,4 +1,4 @@
-"""Learning-rate decay for G and D alike, stepped once per training iteration."""
+"""Learning-rate decay, the same for every optimizer, stepped once per training iteration."""
 from __future__ import annotations
 
 from typing import Any
@@ -7,16 +7,23 @@ import torch
 
 from gan_cli.errors import ConfigError
 
-DECAYS = ("none", "linear", "exponential")
+DECAYS = ("auto", "none", "linear", "exponential")
 
 
-def lr_schedulers(trainer: Any, optimizers: tuple[torch.optim.Optimizer, ...], steps_per_epoch: int) -> list:
-    """`trainer.lr_decay`: none | linear (to zero at max_steps) | exponential (x lr_decay_gamma per epoch)."""
-    kind, total = trainer.lr_decay, trainer.max_steps
+def lr_schedulers(trainer: Any, optimizers: dict[str, torch.optim.Optimizer], steps_per_epoch: int,
+                  game_default: tuple[str, float] = ("none", 0.0)) -> dict[str, Any]:
+    """`trainer.lr_decay`: auto (`game_default`: (kind, start)) | none | linear (held for the fraction
+    `lr_decay_start` of max_steps, then to zero at max_steps) | exponential (x lr_decay_gamma per epoch)."""
+    kind, start = trainer.lr_decay, trainer.get("lr_decay_start")
+    if kind == "auto":
+        kind, default_start = game_default
+        start = default_start if start is None else start
+    start, total = start or 0.0, trainer.max_steps
     if kind == "none":
-        return []
+        return {}
     if kind == "linear":
-        factor = lambda step: max(0.0, 1.0 - step / total)  # noqa: E731
+        held = start * total
+        factor = lambda step: min(1.0, max(0.0, 1.0 - (step - held) / max(total - held, 1)))  # noqa: E731
     elif kind == "exponential":
         gamma, epoch = trainer.lr_decay_gamma, max(1, steps_per_epoch)
         if not 0 < gamma <= 1:
@@ -24,4 +31,4 @@ def lr_schedulers(trainer: Any, optimizers: tuple[torch.optim.Optimizer, ...], s
         factor = lambda step: gamma ** (step / epoch)  # noqa: E731
     else:
         raise ConfigError(f"trainer.lr_decay={kind!r} is not a schedule; valid: {', '.join(DECAYS)}.")
-    return [torch.optim.lr_scheduler.LambdaLR(opt, factor) for opt in optimizers]
+    return {name: torch.optim.lr_scheduler.LambdaLR(opt, factor) for name, opt in optimizers.items()}

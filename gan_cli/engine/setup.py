@@ -1,7 +1,6 @@
-"""Setting a run up: backends, optimizers, compilation, the fixed sample batch, memory readings."""
+"""Setting a run up: backends, optimizers, compilation, memory readings."""
 from __future__ import annotations
 
-import math
 import re
 
 import torch
@@ -55,7 +54,31 @@ def optimizer_error(group: str, node: DictConfig, e: Exception) -> ConfigError:
     return ConfigError(f"{group}.{key}={value} is not valid for {target}: {e}.{valid}")
 
 
-def make_optimizer(group: str, node: DictConfig, module: torch.nn.Module, device: torch.device):
+def make_optimizers(specs: dict, optimizer_cfg: DictConfig, networks: dict[str, torch.nn.Module],
+                    device: torch.device) -> dict[str, torch.optim.Optimizer]:
+    """A game's optimizers by name, each over its networks' parameters, from `optimizer.<settings>`."""
+    return {name: make_optimizer(f"optimizer.{spec.settings}",
+                                 lazy_adjusted(optimizer_cfg[spec.settings], spec.lazy_every),
+                                 [p for net in spec.networks for p in networks[net].parameters()], device)
+            for name, spec in specs.items()}
+
+
+def lazy_adjusted(node: DictConfig, every: int) -> DictConfig:
+    """Settings for an optimizer that also takes a lazy regularisation step every `every`
+    iterations (StyleGAN2, Appendix B): lr x c and betas ** c with c = every / (every + 1),
+    so that its momentum spans the same number of iterations as without the extra steps."""
+    if every <= 1:
+        return node
+    c = every / (every + 1)
+    node = node.copy()
+    if node.get("lr") is not None:
+        node.lr = node.lr * c
+    if node.get("betas") is not None:
+        node.betas = [beta ** c for beta in node.betas]
+    return node
+
+
+def make_optimizer(group: str, node: DictConfig, params: list[torch.nn.Parameter], device: torch.device):
     """The configured optimizer; Adam-family ones use the fused CUDA kernel unless the config says."""
     lr = node.get("lr")
     if lr is not None and (isinstance(lr, bool) or not isinstance(lr, (int, float)) or not lr >= 0):
@@ -65,7 +88,7 @@ def make_optimizer(group: str, node: DictConfig, module: torch.nn.Module, device
     if device.type == "cuda" and "fused" not in node and "Adam" in str(node.get("_target_", "")):
         extra["fused"] = True
     try:
-        return factory(module.parameters(), **extra)
+        return factory(params, **extra)
     except (ValueError, TypeError) as e:
         raise optimizer_error(group, node, e) from e
 
@@ -97,19 +120,3 @@ def peak_memory_gb(device: torch.device) -> float:
     import resource
 
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20  # KiB on Linux
-
-
-def conditional(G: torch.nn.Module) -> bool:
-    return bool(getattr(G, "conditional", False))
-
-
-def fixed_batch(num: int, latent_dim: int, seed: int, num_classes: int, is_conditional: bool):
-    """The fixed noise (and labels) of the sample grids: one row per class for conditional models."""
-    if is_conditional:
-        per_row = max(1, num // num_classes)
-        y = torch.arange(num_classes).repeat_interleave(per_row)  # (K * per_row,)
-    else:
-        per_row = max(1, int(math.ceil(math.sqrt(num))))
-        y = torch.zeros(num, dtype=torch.long) if num_classes == 0 else torch.arange(num) % num_classes
-    z = torch.randn(len(y), latent_dim, generator=torch.Generator().manual_seed(seed))
-    return z, y, per_row

@@ -1,0 +1,110 @@
+"""The engine's side of an iteration: the due phases of the game, then EMA and lr schedules.
+
+`Updates` is what a game's phases use: the next batch, noise, `optimize(optimizer, loss)`
+(zero_grad, backward under the precision's scaler, gradient norms when measured, step) and
+`record(values)`. No host-device synchronisation: statistics are summed on the device
+(`StatSums`) and read once per log step; the first step with a non-finite loss is tracked
+on the device too.
+"""
+from __future__ import annotations
+
+from typing import Callable
+
+import torch
+from torch import Tensor, nn
+
+from gan_cli.engine.batches import BatchStream
+from gan_cli.engine.ema import EMA
+from gan_cli.engine.precision import Precision
+
+DInput = Callable[[Tensor, int], Tensor]  # (x, step) -> what D sees (augmentation, instance noise)
+
+
+class StatSums:
+    """Running sums of scalar tensors on the device; `read()` returns the means, one sync."""
+
+    def __init__(self) -> None:
+        self.sums: dict[str, Tensor] = {}
+        self.counts: dict[str, int] = {}
+
+    def add(self, values: dict[str, Tensor]) -> None:
+        for k, v in values.items():
+            v = v.detach()
+            self.sums[k] = self.sums[k] + v if k in self.sums else v.clone()
+            self.counts[k] = self.counts.get(k, 0) + 1
+
+    def read(self) -> dict[str, float]:
+        keys = list(self.sums)
+        values = torch.stack([self.sums[k].float() / self.counts[k] for k in keys]).tolist() if keys else []
+        self.sums, self.counts = {}, {}
+        return dict(zip(keys, values))
+
+
+class Updates:
+    def __init__(self, optimizers: dict[str, torch.optim.Optimizer], batches: BatchStream, device: torch.device,
+                 precision: Precision, emas: dict[str, EMA], plain: dict[str, nn.Module], schedulers: dict,
+                 d_input: DInput | None = None, channels_last: bool = False, seed: int = 0, rank: int = 0,
+                 world: int = 1):
+        self.optimizers, self.batches, self.device, self.precision = optimizers, batches, device, precision
+        self.emas, self.plain, self.schedulers = emas, plain, schedulers
+        self.d_input = d_input or (lambda x, step: x)
+        self.channels_last = channels_last
+        # z for the whole global batch from one stream, this rank's slice: N ranks x batch b draw
+        # exactly the noise of one process with batch N*b (the same maths where the model allows)
+        self.noise_rng = torch.Generator(device).manual_seed(seed + 1)
+        self.rank, self.world = rank, world
+        self.stats = StatSums()
+        self.first_bad = torch.tensor(-1, device=device)  # first step with a non-finite loss
+        self.grad_norms: dict[str, Tensor] = {}
+        self._finite: Tensor | None = None  # this iteration's losses all finite so far
+
+    def iteration(self, game, step: int, measure: bool) -> None:
+        """Iteration `step` (1-based): every due phase of `game`, then EMA and lr schedules.
+        `measure`: also record gradient norms (log steps only), on each phase's last repeat."""
+        for phase in game.phases:
+            if step % phase.every:
+                continue
+            for i in range(phase.repeat):
+                game.run_phase(phase, step, measure and i == phase.repeat - 1)
+        for name, ema in self.emas.items():
+            ema.update(self.plain[name])
+        for scheduler in self.schedulers.values():
+            scheduler.step()
+        if self._finite is not None:
+            self.first_bad = torch.where(self._finite | (self.first_bad >= 0), self.first_bad, step)
+            self._finite = None
+
+    # ---------------------------------------------------------------- services for the game's phases
+    def next_batch(self) -> tuple[Tensor, ...]:
+        batch = self.batches.next()
+        if self.channels_last:
+            batch = tuple(t.contiguous(memory_format=torch.channels_last) if t.dim() == 4 else t for t in batch)
+        return batch
+
+    def noise(self, batch: int, dim: int) -> Tensor:
+        z = torch.randn(self.world * batch, dim, device=self.device, generator=self.noise_rng)
+        return z[self.rank * batch : (self.rank + 1) * batch] if self.world > 1 else z
+
+    def optimize(self, name: str, loss: Tensor, measure: bool, watch: Tensor | None = None) -> None:
+        """One step of optimizer `name` on `loss`. `watch`: the loss whose finiteness is tracked
+        (default `loss`); `measure`: record `grad_norm/<name>`."""
+        optimizer = self.optimizers[name]
+        optimizer.zero_grad(set_to_none=True)
+        self.precision.backward(loss, name)
+        if measure:
+            self.precision.unscale(optimizer, name)
+            grads = [p.grad for g in optimizer.param_groups for p in g["params"] if p.grad is not None]
+            self.grad_norms[name] = torch.nn.utils.get_total_norm(grads) if grads else torch.zeros(())
+        self.precision.step(optimizer, name)
+        finite = torch.isfinite(loss if watch is None else watch)
+        self._finite = finite if self._finite is None else self._finite & finite
+
+    def record(self, values: dict[str, Tensor]) -> None:
+        self.stats.add(values)
+
+    def forget(self) -> None:
+        """Drop what was measured since the last read (after a rollback)."""
+        self.stats.read()
+        self.grad_norms.clear()
+        self.first_bad.fill_(-1)
+        self._finite = None

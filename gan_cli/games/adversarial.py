@@ -1,0 +1,180 @@
+"""The classic game: G(z, y) against D(x, y); n_critic D updates, then g_steps G updates.
+
+Vanilla GAN, DCGAN, cGAN, WGAN(-GP), LSGAN, hinge, SNGAN and SAGAN are all this game with
+different networks and losses. Its remedies live here too: the extra D penalty (R1, R2,
+DRAGAN, GP), DiffAugment / instance noise on D's input, mode seeking and unrolled D steps.
+"""
+from __future__ import annotations
+
+import copy
+import math
+from contextlib import contextmanager
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from gan_cli.engine.distributed import unwrap
+from gan_cli.games.base import Game, Phase, eval_mode
+from gan_cli.logging.pictures import image_grid, plot_extent, scatter_picture
+
+
+class Adversarial(Game):
+    def __init__(self, networks: dict[str, nn.Module], data, setup, latent_dim: int = 0, **options: Any):
+        super().__init__(networks, data, setup, **options)
+        self.latent_dim = latent_dim
+        t = setup.trainer
+        if t is not None:
+            self.loss, self.penalty = setup.loss, setup.penalty
+            self.mode_seeking, self.unroll_steps = t.mode_seeking, t.unroll_steps  # MSGAN weight; unrolled GAN
+            self.phases = (Phase("D", "D", repeat=t.n_critic), Phase("G", "G", repeat=t.g_steps))
+        self._pending: tuple[Tensor, Tensor, Tensor] | None = None  # (z, fake, y) a G phase may reuse
+        self._batch_size = 0
+
+    def attach(self, run, updates) -> None:
+        super().attach(run, updates)
+        self.D_plain = unwrap(run["D"])  # G's update reads D without DDP's gradient synchronisation
+
+    @property
+    def conditional(self) -> bool:
+        return bool(getattr(self.networks["G"], "conditional", False))
+
+    def run_phase(self, phase: Phase, step: int, measure: bool) -> None:
+        if phase.name == "D":
+            self.d_phase(step, measure, reuse=self.setup.trainer.n_critic == 1)
+        else:
+            self.g_phase(step, measure)
+
+    def d_phase(self, step: int, measure: bool, reuse: bool) -> None:
+        """One D update on a fresh batch; with `reuse` the first G update of the iteration takes its fakes."""
+        u = self.updates
+        real, y = u.next_batch()
+        z = u.noise(real.shape[0], self.latent_dim)
+        with torch.set_grad_enabled(reuse), u.precision.autocast():
+            fake = self.run["G"](z, y)
+        self._pending = (z, fake, y) if reuse else (None, None, y)
+        self._batch_size = real.shape[0]
+        self.d_update(real, fake, y, step, measure)
+
+    def d_update(self, real: Tensor, fake: Tensor, y: Tensor, step: int, measure: bool, record: bool = True) -> None:
+        u, D = self.updates, self.run["D"]
+        real_in, fake_in = u.d_input(real, step), u.d_input(fake.detach(), step)
+        with u.precision.autocast():
+            real_out, fake_out = D(real_in, y).float(), D(fake_in, y).float()
+            loss_d = self.loss.d_loss(real_out, fake_out)
+        penalties = self.penalties(D, real_in, fake_in, y, step)
+        u.optimize("D", loss_d + sum(penalties.values()), measure, watch=loss_d)  # the sum of no penalties is 0
+        self.loss.after_d_step(D)
+        if record:
+            u.record({"loss/D": loss_d, "D/real": self.score(real_out), "D/fake": self.score(fake_out),
+                      **{f"penalty/{k}": v for k, v in penalties.items()},
+                      **{f"diag/{k}": v for k, v in self.loss.diagnostics().items()}})
+
+    def g_phase(self, step: int, measure: bool) -> None:
+        z, fake, y = self._pending
+        self._pending = (None, None, y)  # later G updates of the iteration draw new fakes
+        if fake is None:
+            z = self.updates.noise(self._batch_size, self.latent_dim)
+            with self.updates.precision.autocast():
+                fake = self.run["G"](z, y)
+        if self.unroll_steps:
+            with unrolled(self.run["D"], self.updates.optimizers["D"]):
+                self.unroll(step)
+                return self.g_update(z, fake, y, step, measure)
+        self.g_update(z, fake, y, step, measure)
+
+    def unroll(self, step: int) -> None:
+        """Unrolled GAN (Metz et al. 2017), first-order: D takes `unroll_steps` extra updates that
+        G's next update is judged by; `unrolled` restores D afterwards."""
+        u = self.updates
+        for _ in range(self.unroll_steps):
+            real, y = u.next_batch()
+            with torch.no_grad(), u.precision.autocast():
+                fake = self.run["G"](u.noise(real.shape[0], self.latent_dim), y)
+            self.d_update(real, fake, y, step, measure=False, record=False)
+
+    def g_update(self, z: Tensor, fake: Tensor, y: Tensor, step: int, measure: bool) -> None:
+        u, D = self.updates, self.run["D"]
+        D.requires_grad_(False)  # G's backward needs no gradients for D's weights
+        with u.precision.autocast():
+            fake_out = self.D_plain(u.d_input(fake, step), y).float()
+            loss_g = self.loss.g_loss(fake_out)
+        total = loss_g
+        if self.mode_seeking:
+            ms = mode_seeking_term(z, fake.float())
+            u.record({"penalty/mode_seeking": ms})
+            total = loss_g + self.mode_seeking * ms
+        u.optimize("G", total, measure, watch=loss_g)
+        D.requires_grad_(True)
+        u.record({"loss/G": loss_g, "D/fake_g": self.score(fake_out)})
+
+    # ---------------------------------------------------------------- samples
+    def fixed_inputs(self, num: int, seed: int) -> dict[str, Tensor]:
+        """Fixed noise (and labels): one row per class for conditional models."""
+        classes = self.data.num_classes
+        if self.conditional:
+            y = torch.arange(classes).repeat_interleave(max(1, num // classes))  # (K * per_row,)
+        else:
+            y = torch.zeros(num, dtype=torch.long) if classes == 0 else torch.arange(num) % classes
+        z = torch.randn(len(y), self.latent_dim, generator=torch.Generator().manual_seed(seed))
+        return {"z": z, "y": y}
+
+    def grid_row(self, num: int) -> int:
+        return max(1, num // self.data.num_classes) if self.conditional else max(1, math.ceil(math.sqrt(num)))
+
+    def sample_picture(self, networks: dict[str, nn.Module], fixed: dict[str, Tensor]) -> Tensor:
+        with torch.no_grad(), eval_mode(networks):
+            fake = networks["G"](fixed["z"], fixed["y"])
+        if self.data.kind == "points":
+            if not hasattr(self, "_real_points"):
+                self._real_points = self.reals(2000)
+                self._extent = plot_extent(self._real_points)
+            return scatter_picture(fake, self._real_points, self._extent)
+        return image_grid(fake, nrow=self.grid_row(len(fixed["z"])))
+
+    def real_picture(self, num: int) -> Tensor:
+        if self.data.kind == "points":
+            points = self.reals(2000)
+            return scatter_picture(points[:0], points, plot_extent(points))
+        return image_grid(self.reals(num))
+
+    def fresh_outputs(self, networks: dict[str, nn.Module], count: int, device: torch.device) -> Tensor:
+        labels = torch.arange(count, device=device) % max(self.data.num_classes, 1)
+        with torch.no_grad(), eval_mode(networks):  # no BatchNorm statistics updates
+            z = torch.randn(count, self.latent_dim, device=device)
+            return networks["G"](z, labels if self.conditional else None)
+
+    @classmethod
+    def evaluator(cls, dataset_cfg, data, settings, device, latent_dim):
+        from gan_cli.engine.restore import generate
+        from gan_cli.metrics.evaluate import Evaluator
+
+        evaluate = Evaluator(dataset_cfg, settings, device)
+
+        def run(networks: dict[str, nn.Module]):
+            with eval_mode(networks):
+                return evaluate(lambda num, seed: generate(networks["G"], num, latent_dim, device,
+                                                           settings.batch_size, seed))
+        return run
+
+
+@contextmanager
+def unrolled(D: nn.Module, opt_d: torch.optim.Optimizer):
+    """Within the block D and its optimizer may change; afterwards they are as before."""
+    saved = copy.deepcopy(D.state_dict()), copy.deepcopy(opt_d.state_dict())
+    try:
+        yield
+    finally:
+        D.load_state_dict(saved[0])
+        opt_d.load_state_dict(saved[1])
+
+
+def mode_seeking_term(z: Tensor, fake: Tensor, eps: float = 1e-5) -> Tensor:
+    """MSGAN (Mao et al. 2019): 1 / (|G(z1) - G(z2)| / |z1 - z2|), with the batch's two halves as pairs.
+
+    Minimising it pushes G to map distant latents to distant samples, against mode collapse.
+    """
+    half = fake.shape[0] // 2
+    d_img = (fake[:half] - fake[half : 2 * half]).abs().flatten(1).mean(1)  # (B/2,)
+    d_z = (z[:half] - z[half : 2 * half]).abs().mean(1)  # (B/2,)
+    return 1.0 / ((d_img / d_z).mean() + eps)

@@ -1,0 +1,166 @@
+"""What a training game declares: the part of a GAN that is particular to its kind.
+
+A game names its networks, its optimizers (each over some networks, with settings from the
+`optimizer` group) and its phases (which optimizer steps on which loss, how often), and says
+what a batch is, what a sample is and what extra state exact resume needs. The engine
+(gan_cli/engine) owns everything generic: the loop, precision, DDP, compile, EMA, logging,
+the doctor, evaluation, NaN handling, signals and checkpoints.
+
+The engine calls, in order:
+  Game(networks, data, setup, **options)       once; options come from the model file's `game:` node
+  game.attach(run_networks, updates)           the networks as they run (DDP / compiled) and the
+                                               engine's services (gan_cli.engine.updates.Updates)
+  game.run_phase(phase, step, measure)         for each due phase of each iteration
+  game.fixed_inputs(num, seed) / sample_picture(networks, fixed)   the fixed sample grid
+  game.state_dict() / load_state_dict(state)   extra state (image pools, running means)
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Callable, ClassVar
+
+import torch
+from torch import Tensor, nn
+
+from gan_cli.data.base import GanData
+from gan_cli.errors import ConfigError
+
+if TYPE_CHECKING:
+    from gan_cli.engine.updates import Updates
+
+
+@dataclass(frozen=True)
+class Phase:
+    """One kind of update: `optimizer` steps on the game's loss for `name`, on iterations
+    divisible by `every` (lazy regularisation when k > 1), `repeat` times in a row (n_critic)."""
+
+    name: str
+    optimizer: str
+    every: int = 1
+    repeat: int = 1
+
+
+@dataclass(frozen=True)
+class OptimizerSpec:
+    """An optimizer over `networks`, built from `optimizer.<settings>` (generator | discriminator).
+    `lazy_every` k > 1: it also steps a lazy regulariser every k iterations, and its lr and betas
+    are adjusted for the extra steps (gan_cli.engine.setup.lazy_adjusted)."""
+
+    settings: str
+    networks: tuple[str, ...]
+    lazy_every: int = 1
+
+
+@dataclass
+class Setup:
+    """What training needs beyond the networks: the loss, the extra D penalty and the trainer config."""
+
+    loss: Any
+    penalty: Any
+    trainer: Any
+    rank: int = 0  # this process's rank under torchrun (games with their own random streams seed by it)
+
+
+class Game:
+    batch: ClassVar[str] = "noise"  # what one iteration reads: noise | paired | unpaired
+    data_kinds: ClassVar[tuple[str, ...]] = ("image", "points")  # GanData.kind values it trains on
+    generators: ClassVar[tuple[str, ...]] = ("G",)  # networks whose outputs are the samples (EMA averages them)
+    discriminators: ClassVar[tuple[str, ...]] = ("D",)
+    optimizers: ClassVar[dict[str, OptimizerSpec]] = {
+        "G": OptimizerSpec("generator", ("G",)), "D": OptimizerSpec("discriminator", ("D",))}
+    lr_decay: ClassVar[tuple[str, float]] = ("none", 0.0)  # what trainer.lr_decay=auto means: (kind, start)
+    translators: ClassVar[dict[str, str]] = {}  # translation games: "ab" / "ba" -> the generator that maps it
+    unsupported: ClassVar[dict[str, Any]] = {}  # trainer keys this game cannot honour -> their only valid value
+
+    def __init__(self, networks: dict[str, nn.Module], data: GanData, setup: Setup, **options: Any):
+        self.networks, self.data, self.setup = networks, data, setup
+        self.phases: tuple[Phase, ...] = ()
+        for key, valid in self.unsupported.items():
+            value = setup.trainer.get(key, valid)
+            if value != valid:
+                name = type(self).__name__.lower()  # the registry's name of every shipped game
+                raise ConfigError(f"trainer.{key}={value} is not supported by the {name} game (model.game.name="
+                                  f"{name}); set trainer.{key}={valid}.")
+
+    def attach(self, run: dict[str, nn.Module], updates: "Updates") -> None:
+        """`run`: the networks as they train (wrapped for DDP, compiled); `updates`: the engine's services."""
+        self.run, self.updates = run, updates
+
+    def run_phase(self, phase: Phase, step: int, measure: bool) -> None:
+        """One update of `phase` at iteration `step` (1-based); `measure`: record gradient norms."""
+        raise NotImplementedError
+
+    # ---------------------------------------------------------------- helpers for the phases
+    def score(self, out: Tensor) -> Tensor:
+        """Mean D output as reported: a probability for BCE-style losses, else the raw score."""
+        out = out.detach()
+        return torch.sigmoid(out).mean() if self.loss.probabilities else out.mean()
+
+    def penalties(self, D: nn.Module, real: Tensor, fake: Tensor, y: Tensor | None, step: int) -> dict[str, Tensor]:
+        """The loss's own penalty (WGAN-GP) and the `penalty` group's (R1, R2, DRAGAN...) on D's inputs,
+        in fp32: they differentiate D's input. Lazy penalties skip most steps."""
+        with self.updates.precision.full_precision():
+            real, fake = real.float(), fake.float()
+            penalties = self.loss.penalty(D, real, fake, y)
+            if self.penalty is not None:
+                value = self.penalty(D, real, fake, y, step)
+                if value is not None:
+                    penalties[self.penalty.name] = value
+        return penalties
+
+    # ---------------------------------------------------------------- samples
+    def reals(self, count: int) -> Tensor:
+        """`count` real examples of what the generators output (the reference grid, the doctor's batch)."""
+        dataset = self.data.dataset
+        return torch.stack([dataset[i][self.real_index] for i in range(min(len(dataset), count))])
+
+    real_index: ClassVar[int] = 0  # where the output domain sits in a dataset item
+
+    def fixed_inputs(self, num: int, seed: int) -> dict[str, Tensor]:
+        """The inputs of the fixed sample grid, kept in the checkpoint."""
+        raise NotImplementedError
+
+    def sample_picture(self, networks: dict[str, nn.Module], fixed: dict[str, Tensor]) -> Tensor:
+        """The sample grid (3, H, W) in [0, 1] from `networks` (in eval mode) and the fixed inputs."""
+        raise NotImplementedError
+
+    def real_picture(self, num: int) -> Tensor:
+        """A picture (3, H, W) in [0, 1] of real data, logged once per run as samples/real."""
+        raise NotImplementedError
+
+    def fresh_outputs(self, networks: dict[str, nn.Module], count: int, device: torch.device) -> Tensor:
+        """`count` outputs not from the fixed inputs (the doctor's diversity check), on `device`."""
+        raise NotImplementedError
+
+    @classmethod
+    def evaluator(cls, dataset_cfg: Any, data: GanData | None, settings: Any, device: torch.device,
+                  latent_dim: int) -> Callable[[dict[str, nn.Module]], tuple[dict[str, float], dict[str, Any]]]:
+        """A function of the output networks -> (metrics, protocol), for evaluation in training and `gan eval`."""
+        raise NotImplementedError
+
+    # ---------------------------------------------------------------- state
+    def state_dict(self) -> dict[str, Any]:
+        return {}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        pass
+
+
+def eval_mode(networks: dict[str, nn.Module]):
+    """Context: the networks in eval mode (no dropout, BatchNorm running statistics), then back."""
+    return _EvalMode(networks)
+
+
+class _EvalMode:
+    def __init__(self, networks: dict[str, nn.Module]):
+        self.networks = networks
+
+    def __enter__(self) -> dict[str, nn.Module]:
+        self.was = {k: m.training for k, m in self.networks.items()}
+        for m in self.networks.values():
+            m.eval()
+        return self.networks
+
+    def __exit__(self, *exc: object) -> None:
+        for k, m in self.networks.items():
+            m.train(self.was[k])
