@@ -28,8 +28,11 @@ EMBEDDED_OVERRIDES = {
     "ring8": {"num_samples": 256},
     "grid25": {"num_samples": 256},
     "fake": {"num_samples": 8, "resolution": 16},
+    "digits_edges": {"resolution": 16},
+    "digits_inpaint": {"resolution": 16},
+    "digits_unpaired": {"resolution": 16},
 }
-VISION = {"mnist", "fashion_mnist", "cifar10", "image_folder"}
+VISION = {"mnist", "fashion_mnist", "cifar10", "image_folder", "paired_folder", "unpaired_folder"}
 
 
 def tensors(data: GanData):

@@ -4,24 +4,53 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
+from torch import Tensor
 from torch.utils.data import Dataset, TensorDataset
 
 
 @dataclass
-class GanData:
-    """A dataset of ``(x, y)`` items and its shape.
+class TranslationTest:
+    """The held-out split of a translation dataset, in memory, all in [-1, 1].
 
-    ``x`` is a float tensor in [-1, 1]: ``(C, H, W)`` for images, ``(2,)`` for points.
-    ``y`` is an int64 class label, or -1 for unlabelled data.
+    ``inputs`` (N, C_a, H, W): held-out domain-A images; ``targets`` (N, C_b, H, W): the true
+    output of each input where it is known (the paired target, or the known mapping of an
+    embedded unpaired task), else None; ``labels`` (N,): the digit class of each input, or None;
+    ``domain_b`` (M, C_b, H, W): held-out real domain-B images (the Frechet reference);
+    ``domain_a`` (K, C_a, H, W): held-out domain-A images for B -> A (= inputs for paired sets).
+    """
+
+    inputs: Tensor
+    domain_b: Tensor
+    targets: Tensor | None = None
+    labels: Tensor | None = None
+    domain_a: Tensor | None = None
+
+
+@dataclass
+class GanData:
+    """A dataset and its shape.
+
+    Items by ``kind``: ``image`` / ``points``: ``(x, y)``; ``paired``: ``(a, b, y)``;
+    ``unpaired``: ``(a, b, y_a, y_b)`` (a and b unrelated). ``x``, ``a``, ``b`` are float
+    tensors in [-1, 1]: ``(C, H, W)`` for images, ``(2,)`` for points; ``y`` is an int64 class
+    label, or -1 for unlabelled data. ``shape`` is the shape of ``x`` (or ``b``: what a
+    generator outputs); ``input_shape`` that of ``a``; ``test`` the held-out split of a
+    translation dataset.
     A ``TensorDataset`` (all items in memory) lets the trainer sample batches by indexing,
     with no DataLoader; anything else is streamed through a DataLoader.
     """
 
     dataset: Dataset
-    kind: Literal["image", "points"]
+    kind: Literal["image", "points", "paired", "unpaired"]
     shape: tuple[int, ...]
     num_classes: int = 0
     name: str = ""
+    input_shape: tuple[int, ...] | None = None
+    test: TranslationTest | None = None
+
+    @property
+    def translation(self) -> bool:
+        return self.kind in ("paired", "unpaired")
 
     @property
     def in_memory(self) -> bool:
