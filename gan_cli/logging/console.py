@@ -73,6 +73,8 @@ def format_stats(v: dict[str, float]) -> str:
         f"D(x) {v['D/real']:.3f}" if "D/real" in v else "",
         f"D(G(z)) {v['D/fake']:.3f}/{v['D/fake_g']:.3f}" if "D/fake" in v and "D/fake_g" in v else "",
         f"loss D {v['loss/D']:.3f} G {v['loss/G']:.3f}" if "loss/D" in v else "",
+        f"L1 {v['loss/G_l1']:.3f}" if "loss/G_l1" in v else "",  # pix2pix
+        f"cycle {v['loss/cycle']:.3f}" if "loss/cycle" in v else "",  # cyclegan
         f"{v['perf/img_per_s']:.0f} img/s" if "perf/img_per_s" in v else "",
     ]
     return "  ".join(p for p in parts if p)

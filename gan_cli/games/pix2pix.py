@@ -1,0 +1,85 @@
+"""Pix2Pix (Isola et al. 2017): paired translation a -> b with a conditional PatchGAN.
+
+G(a) -> b; D judges (input, output) pairs, a and b concatenated along channels. G minimises
+the adversarial loss (any option of the `loss` group) plus `lambda_l1` x |G(a) - b|_1; D's
+loss is halved, as in the paper, to slow D relative to G. `adversarial_weight=0` trains the
+L1-only U-Net of the paper's ablation.
+"""
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from gan_cli.engine.distributed import unwrap
+from gan_cli.errors import ConfigError
+from gan_cli.games.base import Phase, eval_mode
+from gan_cli.games.translation import Translation, rows_picture
+
+
+class Pix2Pix(Translation):
+    batch = "paired"
+    data_kinds = ("paired",)
+    translators = {"ab": "G"}
+
+    def __init__(self, networks, data, setup, lambda_l1: float = 100.0, adversarial_weight: float = 1.0,
+                 d_loss_scale: float = 0.5, latent_dim: int = 0):
+        super().__init__(networks, data, setup)
+        for key, value in (("lambda_l1", lambda_l1), ("adversarial_weight", adversarial_weight),
+                           ("d_loss_scale", d_loss_scale)):
+            if not isinstance(value, (int, float)) or isinstance(value, bool) or not value >= 0:
+                raise ConfigError(f"model.game.{key} must be a number, 0 or more; got {value!r}.")
+        self.lambda_l1, self.adversarial_weight, self.d_loss_scale = lambda_l1, adversarial_weight, d_loss_scale
+        t = setup.trainer
+        if t is not None:
+            self.loss, self.penalty = setup.loss, setup.penalty
+            self.phases = (Phase("D", "D", repeat=t.n_critic), Phase("G", "G", repeat=t.g_steps))
+        self._pending: tuple[Tensor, Tensor, Tensor | None] | None = None  # (a, b, G(a)) the G phase may reuse
+
+    def attach(self, run, updates) -> None:
+        super().attach(run, updates)
+        self.D_plain = unwrap(run["D"])  # G's update reads D without DDP's gradient synchronisation
+
+    def run_phase(self, phase: Phase, step: int, measure: bool) -> None:
+        if phase.name == "D":
+            self.d_phase(step, measure, reuse=self.setup.trainer.n_critic == 1)
+        else:
+            self.g_phase(measure)
+
+    def d_phase(self, step: int, measure: bool, reuse: bool) -> None:
+        u, D = self.updates, self.run["D"]
+        a, b, y = u.next_batch()
+        with torch.set_grad_enabled(reuse), u.precision.autocast():
+            fake = self.run["G"](a)
+        self._pending = (a, b, fake if reuse else None)
+        real_in, fake_in = torch.cat([a, b], 1), torch.cat([a, fake.detach()], 1)
+        with u.precision.autocast():
+            real_out, fake_out = D(real_in).float(), D(fake_in).float()
+            loss_d = self.d_loss_scale * self.loss.d_loss(real_out, fake_out)
+        penalties = self.penalties(D, real_in, fake_in, None, step)
+        u.optimize("D", loss_d + sum(penalties.values()), measure, watch=loss_d)
+        self.loss.after_d_step(D)
+        u.record({"loss/D": loss_d, "D/real": self.score(real_out), "D/fake": self.score(fake_out),
+                  **{f"penalty/{k}": v for k, v in penalties.items()}})
+
+    def g_phase(self, measure: bool) -> None:
+        u, D = self.updates, self.run["D"]
+        a, b, fake = self._pending
+        self._pending = (a, b, None)  # later G updates of the iteration translate again
+        if fake is None:
+            with u.precision.autocast():
+                fake = self.run["G"](a)
+        D.requires_grad_(False)
+        with u.precision.autocast():
+            fake_out = self.D_plain(torch.cat([a, fake], 1)).float()
+            loss_adv = self.loss.g_loss(fake_out)
+        l1 = (fake.float() - b.float()).abs().mean()
+        total = self.adversarial_weight * loss_adv + self.lambda_l1 * l1
+        u.optimize("G", total, measure)
+        D.requires_grad_(True)
+        u.record({"loss/G": loss_adv, "loss/G_l1": l1, "loss/G_total": total, "D/fake_g": self.score(fake_out)})
+
+    def sample_picture(self, networks, fixed) -> Tensor:
+        """One row per held-out example: input | output | target."""
+        with torch.no_grad(), eval_mode(networks):
+            out = networks["G"](fixed["a"])
+        return rows_picture([fixed["a"], out, fixed["b"]])
