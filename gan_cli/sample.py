@@ -1,4 +1,4 @@
-"""`gan sample`: a PNG grid or an .npz of samples from a trained generator."""
+"""`gan sample`: a PNG grid or an .npz of samples from a trained generator (translations: gan_cli.translate_sample)."""
 from __future__ import annotations
 
 import math
@@ -18,6 +18,7 @@ from gan_cli.errors import ConfigError
 from gan_cli.hydra_app import ensure_parent, report_errors, write_error
 from gan_cli.logging.console import console
 from gan_cli.logging.pictures import image_grid, plot_extent, scatter_picture
+from gan_cli.translate_sample import check_noise_run, translate
 
 
 def slerp(a: torch.Tensor, b: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
@@ -85,6 +86,9 @@ def main(cfg: DictConfig) -> None:
     check_positive_ints(cfg, ("num", "batch_size") + (("interp_steps",) if cfg.mode == "interp" else ()))
     device = resolve_device(cfg.device)
     run = load_generator(cfg.ckpt, device, ema=cfg.ema)
+    if run.game.translators:  # pix2pix / cyclegan: images in, not noise
+        return translate(cfg, run, device)
+    check_noise_run(cfg, run)
     z, nrow = latents(cfg, run.latent_dim)
     labels = labels_for(cfg, run, len(z))
     samples = generate(run.generator, len(z), run.latent_dim, device, cfg.batch_size, labels=labels, z=z)

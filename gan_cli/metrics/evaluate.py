@@ -30,7 +30,9 @@ _LOWER_IS_BETTER = ("fid", "fd", "kid", "class_kl", "kl_uniform", "copy_fraction
 
 
 def lower_is_better(name: str) -> bool:
-    return name.split("_digits")[0] in _LOWER_IS_BETTER or name.startswith(("fd_", "kid_"))
+    """Whether smaller is better for metric `name`; else higher (is, psnr, ssim, class_accuracy, precision...)."""
+    translation = ("l1", "cycle_l1", "cycle_l1_b")  # pixel errors of gan_cli.metrics.translation
+    return name.split("_digits")[0] in _LOWER_IS_BETTER + translation or name.startswith(("fd_", "kid_"))
 
 
 @dataclass
