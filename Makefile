@@ -22,6 +22,7 @@ test: install
 
 bench: install
 	$(BIN)/python benchmarks/step_time.py
+	$(BIN)/python benchmarks/game_step_time.py
 	$(BIN)/python benchmarks/throughput.py $(ARGS)
 
 tensorboard: install
