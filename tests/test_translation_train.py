@@ -72,7 +72,7 @@ def test_pix2pix_on_a_paired_folder(tmp_path, paired_root):
     assert result["step"] == 4
     state = torch.load(tmp_path / "run/checkpoints/last.pt", weights_only=True)
     assert state["game"] == "pix2pix" and set(state["networks"]) == {"G", "D"}
-    assert state["data"]["input_shape"] == [3, 16, 16] or tuple(state["data"]["input_shape"]) == (3, 16, 16)
+    assert tuple(state["data"]["input_shape"]) == (3, 16, 16)
 
 
 def test_cyclegan_trains_and_logs_each_discriminator(tmp_path):
