@@ -16,10 +16,11 @@ from omegaconf import DictConfig
 from torch import Tensor
 from torchvision.utils import save_image
 
+from gan_cli.data.translation_folders import load_user_images, save_user_images
 from gan_cli.engine.build import build
 from gan_cli.engine.restore import Restored
 from gan_cli.errors import ConfigError
-from gan_cli.games.translation import _translator, rows_picture
+from gan_cli.games.translation import translator, rows_picture
 from gan_cli.hydra_app import ensure_parent, folder_problem, write_error
 from gan_cli.logging.console import console
 
@@ -45,7 +46,7 @@ def translate(cfg: DictConfig, run: Restored, device: torch.device) -> None:
     G = run.networks[run.game.translators[direction]]
     shape_a, shape_b = tuple(run.data.get("input_shape") or run.data["shape"]), tuple(run.data["shape"])
     in_shape = shape_a if direction == "ab" else shape_b
-    translate_fn = _translator(G, device, cfg.batch_size)
+    translate_fn = translator(G, device, cfg.batch_size)
     suffix = "" if direction == "ab" else "_ba"
     if cfg.get("input") is None:
         arrays = _test_split(run, direction, cfg.num)
@@ -55,13 +56,11 @@ def translate(cfg: DictConfig, run: Restored, device: torch.device) -> None:
         _write_test(arrays, out)
         what = f"{len(arrays['inputs'])} held-out {run.data['name']} inputs"
     else:
-        from gan_cli.data.translation_folders import load_user_images, save_user_images
-
         images, sizes, files = load_user_images(cfg.input, in_shape[0], in_shape[-1])
         with torch.no_grad():
             samples = translate_fn(images)
         out = Path(cfg.out) if cfg.out else run.run_dir / "samples" / f"translated{suffix}"
-        _write_user(images, samples, sizes, files, out, save_user_images)
+        _write_user(images, samples, sizes, files, out)
         what = f"{len(images)} image(s) from {cfg.input}"
     console.print(f"wrote translations ({direction}, {run.game.translators[direction]}) of {what} from step "
                   f"{run.step} ({'EMA' if run.used_ema else 'live'} generator) to [bold]{out}[/]")
@@ -94,7 +93,7 @@ def _write_test(arrays: dict[str, Tensor], out: Path) -> None:
         raise write_error(out, e) from e
 
 
-def _write_user(images: Tensor, samples: Tensor, sizes, files, out: Path, save_user_images) -> None:
+def _write_user(images: Tensor, samples: Tensor, sizes, files, out: Path) -> None:
     if out.suffix.lower() in IMAGE_SUFFIXES:
         raise ConfigError(f"out={out}: with input=, out is a folder (one output per input image, at its size) "
                           f"or a FILE.npz (arrays `inputs` and `samples` at the model's resolution).")

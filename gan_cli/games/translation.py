@@ -49,13 +49,13 @@ class Translation(Game):
 
         def run(networks: dict[str, nn.Module]):
             with eval_mode(networks):
-                directions = {d: _translator(networks[name], device, settings.batch_size)
+                directions = {d: translator(networks[name], device, settings.batch_size)
                               for d, name in cls.translators.items()}
                 return evaluate(directions["ab"], directions.get("ba"))
         return run
 
 
-def _translator(G: nn.Module, device: torch.device, batch_size: int):
+def translator(G: nn.Module, device: torch.device, batch_size: int):
     """x (N, C, H, W) on the CPU -> G(x) on the CPU, in batches, without gradients."""
     @torch.no_grad()
     def translate(x: Tensor) -> Tensor:

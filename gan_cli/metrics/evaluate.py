@@ -29,6 +29,19 @@ METRICS = ("fd", "kid", "is", "pr", "dc", "classes", "memorisation", "modes")
 _LOWER_IS_BETTER = ("fid", "fd", "kid", "class_kl", "kl_uniform", "copy_fraction")
 
 
+def embed(extractor, x: Tensor, batch_size: int, device: torch.device) -> tuple[Tensor, Tensor | None]:
+    """Features (and logits) of images `x` by `extractor`, in batches, on the CPU; with no
+    extractor (2D points, extractor=raw), the flattened values and no logits."""
+    if extractor is None:
+        return x.flatten(1).float(), None
+    feats, logits = [], []
+    for start in range(0, len(x), batch_size):
+        f, lg = extractor.features_and_logits(x[start : start + batch_size].to(device))
+        feats.append(f.cpu())
+        logits.append(lg.cpu())
+    return torch.cat(feats), torch.cat(logits)
+
+
 def lower_is_better(name: str) -> bool:
     """Whether smaller is better for metric `name`; else higher (is, psnr, ssim, class_accuracy, precision...)."""
     translation = ("l1", "cycle_l1", "cycle_l1_b")  # pixel errors of gan_cli.metrics.translation
@@ -109,15 +122,7 @@ class Evaluator:
         return "raw" if self.extractor is None else self.extractor.name
 
     def _embed(self, x: Tensor) -> tuple[Tensor, Tensor | None]:
-        """Features (and logits) of samples, in batches, on the CPU."""
-        if self.extractor is None:
-            return x.flatten(1).float(), None
-        feats, logits = [], []
-        for start in range(0, len(x), self.settings.batch_size):
-            f, l = self.extractor.features_and_logits(x[start : start + self.settings.batch_size].to(self.device))
-            feats.append(f.cpu())
-            logits.append(l.cpu())
-        return torch.cat(feats), torch.cat(logits)
+        return embed(self.extractor, x, self.settings.batch_size, self.device)
 
     def _reference(self, split: str, dataset_cfg: DictConfig) -> tuple[Tensor, Tensor | None, str]:
         """Real features for `split`, from the cache when the same protocol computed them before."""

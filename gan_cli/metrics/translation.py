@@ -28,7 +28,7 @@ from gan_cli.data.base import GanData
 from gan_cli.engine.build import build
 from gan_cli.engine.checkpoint import save_atomic
 from gan_cli.errors import ConfigError
-from gan_cli.metrics.evaluate import EvalSettings
+from gan_cli.metrics.evaluate import EvalSettings, embed
 from gan_cli.metrics.extractors import digits as D
 
 METRICS = ("l1", "psnr", "ssim", "fd", "class_accuracy", "cycle_l1")
@@ -117,15 +117,7 @@ class TranslationEvaluator:
         return model.requires_grad_(False).eval().to(self.device)
 
     def _embed(self, x: Tensor) -> tuple[Tensor, Tensor | None]:
-        """Features (and logits) in batches, on the CPU."""
-        if self.extractor is None:
-            return x.flatten(1).float(), None
-        feats, logits = [], []
-        for start in range(0, len(x), self.settings.batch_size):
-            f, lg = self.extractor.features_and_logits(x[start : start + self.settings.batch_size].to(self.device))
-            feats.append(f.cpu())
-            logits.append(lg.cpu())
-        return torch.cat(feats), torch.cat(logits)
+        return embed(self.extractor, x, self.settings.batch_size, self.device)
 
     # ------------------------------------------------------------------ evaluation
     def __call__(self, translate_ab: Translate, translate_ba: Translate | None = None) -> tuple[dict[str, float], dict[str, Any]]:
