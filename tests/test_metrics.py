@@ -8,10 +8,15 @@ import pytest
 import torch
 from scipy import linalg
 
+from gan_cli.errors import ConfigError
 from gan_cli.metrics import (
     class_stats, density_coverage, feature_stats, frechet_distance, inception_score, inception_score_from_logits,
     kernel_inception_distance, memorisation_stats, mode_stats, nearest_neighbour_distances, precision_recall,
 )
+from gan_cli.metrics.evaluate import EvalSettings, Evaluator
+from gan_cli.metrics.extractors.inception import FIDInceptionV3
+from gan_cli.metrics.prdc import knn_radii
+from tests.conftest import compose_cfg
 
 
 def gen(seed: int = 0) -> torch.Generator:
@@ -94,15 +99,18 @@ def test_kid_is_unbiased_and_separates_distributions():
     assert mean_diff > 10 * std_diff / math.sqrt(100) and mean_diff > 20 * abs(mean)
 
 
-def test_kid_is_deterministic_and_caps_subset_size():
+def test_kid_is_deterministic_and_refuses_subsets_larger_than_the_samples():
     a, b = torch.randn(50, 8, generator=gen(4)), torch.randn(60, 8, generator=gen(5))
-    r1 = kernel_inception_distance(a, b, num_subsets=5, subset_size=1000, seed=7)
-    assert r1 == kernel_inception_distance(a, b, num_subsets=5, subset_size=1000, seed=7)
-    assert r1 != kernel_inception_distance(a, b, num_subsets=5, subset_size=1000, seed=8)
-    # subset_size is capped at the smaller set: with equal sets of 50 every subset is both whole sets, so the
-    # std is 0 and the mean is the full-sample unbiased MMD^2, written out here
+    r1 = kernel_inception_distance(a, b, num_subsets=5, subset_size=40, seed=7)
+    assert r1 == kernel_inception_distance(a, b, num_subsets=5, subset_size=40, seed=7)
+    assert r1 != kernel_inception_distance(a, b, num_subsets=5, subset_size=40, seed=8)
+    for size in (51, 1000, 1):  # more than the real set (as torch-fidelity, not silently shrunk), or < 2
+        with pytest.raises(ValueError, match=rf"subset_size={size}.*real 50, fake 60"):
+            kernel_inception_distance(a, b, subset_size=size)
+    # with equal sets of 50 and subsets of 50, every subset is both whole sets, so the std is 0 and the mean is
+    # the full-sample unbiased MMD^2, written out here
     b = b[:50]
-    mean, std = kernel_inception_distance(a, b, num_subsets=3, subset_size=1000)
+    mean, std = kernel_inception_distance(a, b, num_subsets=3, subset_size=50)
     k = lambda x, y: (x.double() @ y.double().T / 8 + 1) ** 3  # noqa: E731
     off = lambda m: (m.sum() - m.diagonal().sum()) / (50 * 49)  # noqa: E731
     assert std == pytest.approx(0, abs=1e-12)
@@ -122,6 +130,60 @@ def test_inception_score_extremes():
     assert inception_score_from_logits(logits, splits=5)[0] == pytest.approx(k, rel=1e-6)
     with pytest.raises(ValueError):
         inception_score(logits)
+
+
+def reference_is(probs: np.ndarray, splits: int) -> list[float]:
+    """The original code's splits (Salimans et al., as torch-fidelity): rows i N // S to (i + 1) N // S."""
+    n, scores = len(probs), []
+    for i in range(splits):
+        part = probs[i * n // splits:(i + 1) * n // splits]
+        kl = part * (np.log(part) - np.log(part.mean(0, keepdims=True)))
+        scores.append(np.exp(kl.sum(1).mean()))
+    return scores
+
+
+def test_inception_score_keeps_every_row():
+    n, k, splits = 1003, 10, 10  # 3 rows beyond 10 splits of 100
+    logits = torch.randn(n, k, generator=gen(10), dtype=torch.float64)
+    logits[-3:, 0] += 20  # the last 3 rows are confident in class 0: dropping them changes the last split's IS
+    probs = torch.softmax(logits, dim=1)
+    ref = reference_is(probs.numpy(), splits)
+    mean, std = inception_score(probs, splits=splits)
+    assert mean == pytest.approx(np.mean(ref), rel=1e-12) and std == pytest.approx(np.std(ref), rel=1e-9)
+    sizes = [len(c) for c in np.split(np.arange(n), [i * n // splits for i in range(1, splits)])]
+    assert sum(sizes) == n and max(sizes) - min(sizes) == 1
+    dropped = reference_is(probs[:1000].numpy(), splits)  # the old behaviour: the remainder of 3 rows dropped
+    assert abs(mean - np.mean(dropped)) > 1e-3
+    assert inception_score_from_logits(logits, splits=splits)[0] == pytest.approx(mean, rel=1e-12)
+
+
+def test_inception_logits_leave_out_the_fc_bias():
+    """IS uses pool3 @ fc.weight.T, as the original code, torch-fidelity and torchmetrics (random weights)."""
+    torch.manual_seed(0)
+    net = FIDInceptionV3()
+    net.fc.bias.copy_(5 * torch.randn(1008, generator=gen(11)))  # a bias too large to hide in tolerances
+    feats, logits = net.features_and_logits(torch.rand(1, 3, 16, 16, generator=gen(12)) * 2 - 1)
+    torch.testing.assert_close(logits, feats @ net.fc.weight.T, rtol=1e-5, atol=1e-5)
+    assert (logits - net.fc(feats)).abs().max() > 1
+
+
+# ---- KID and IS in the evaluator --------------------------------------------------------------------
+
+def ring_evaluator(tmp_path, **kw) -> Evaluator:
+    settings = EvalSettings(**{"metrics": ["kid", "pr"], "num_fake": 50, "num_real": 100,
+                               "cache_dir": str(tmp_path), **kw})
+    return Evaluator(compose_cfg("dataset=ring8", "dataset.num_samples=512").dataset, settings, torch.device("cpu"))
+
+
+def test_evaluator_refuses_a_kid_subset_larger_than_the_samples(tmp_path):
+    with pytest.raises(ConfigError, match=r"kid_subset_size=80.*100 real.*50 generated.*from 2 to 50"):
+        ring_evaluator(tmp_path, kid_subset_size=80)
+    # unset: min(1000, num_real, num_fake), recorded in the protocol with the nearest-neighbour rule
+    results, protocol = ring_evaluator(tmp_path)(lambda num, seed: torch.randn(num, 2, generator=gen(seed)))
+    assert "kid" in results and protocol["kid"]["subset_size"] == 50 and protocol["kid"]["subsets"] == 100
+    assert protocol["kid"]["subset_size_from"].startswith("default") and "float64" in protocol["nearest_neighbours"]
+    _, protocol = ring_evaluator(tmp_path, kid_subset_size=20)(lambda num, seed: torch.randn(num, 2))
+    assert protocol["kid"] == {**protocol["kid"], "subset_size": 20, "subset_size_from": "kid_subset_size"}
 
 
 # ---- precision / recall / density / coverage ------------------------------------------------------
@@ -229,8 +291,35 @@ def test_class_stats():
 def test_nearest_neighbour_distances_brute_force():
     g = gen(8)
     q, ref = torch.randn(1500, 6, generator=g), torch.randn(700, 6, generator=g)
-    torch.testing.assert_close(nearest_neighbour_distances(q, ref), torch.cdist(q, ref).min(1).values,
-                               rtol=1e-4, atol=1e-4)
+    torch.testing.assert_close(nearest_neighbour_distances(q, ref), torch.cdist(q.double(), ref.double()).min(1).values,
+                               rtol=1e-10, atol=1e-10)  # float64 distances
+
+
+def large_features(n: int, seed: int) -> torch.Tensor:
+    """n rows (n, 2048) of magnitude 10-100 (Inception pool3 scale), where float32 ||x||^2 + ||y||^2 - 2xy fails."""
+    g = gen(seed)
+    return (10 + 90 * torch.rand(n, 2048, generator=g)) * torch.randn(n, 2048, generator=g).sign()
+
+
+def float32_expansion_nn(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """The former NN distance: ||x||^2 + ||y||^2 - 2 x.y in float32."""
+    d2 = (x * x).sum(1, keepdim=True) + (y * y).sum(1) - 2 * x @ y.T
+    return d2.min(1).values.clamp(min=0).sqrt()
+
+
+def test_copies_are_at_distance_exactly_zero():
+    ref = large_features(300, 13)
+    query = torch.cat([ref[100:200], large_features(50, 14)])  # 100 copies, 50 fresh rows
+    assert float32_expansion_nn(query[:100], ref).max() > 1e-2  # the former computation: not 0 for copies
+    nn = nearest_neighbour_distances(query, ref)
+    assert nn.dtype == torch.float64 and (nn[:100] == 0).all() and (nn[100:] > 100).all()
+    stats = memorisation_stats(query[:100], ref, large_features(100, 15))
+    assert stats["nn_fake_train_median"] == 0 and stats["nn_ratio"] == 0 and stats["copy_fraction"] == 1
+    # each row twice: k=1 radii are exactly 0, so copies are inside (closed) balls of radius 0 and nothing else is
+    doubled = torch.cat([ref[100:200], ref[100:200]])
+    assert (knn_radii(doubled, k=1) == 0).all()
+    assert precision_recall(doubled, query, k=1)["precision"] == pytest.approx(2 / 3)  # the 100 copies of 150
+    assert density_coverage(doubled, query[:100], k=1) == {"density": 2.0, "coverage": 1.0}
 
 
 def test_memorisation_copies_vs_fresh():

@@ -1,5 +1,8 @@
 """Inception Score (Salimans et al. 2016, "Improved Techniques for Training GANs"):
-IS = exp(E_x KL(p(y|x) || p(y))), computed per split and reported as (mean, std) over splits."""
+IS = exp(E_x KL(p(y|x) || p(y))), computed per split and reported as (mean, std) over splits.
+
+The N rows are split as the original code (and torch-fidelity) does: rows i N // S to (i + 1) N // S form
+split i, so every row is used. For the FID Inception, the logits leave out the fc layer's bias, as there."""
 from __future__ import annotations
 
 import torch
@@ -7,14 +10,13 @@ from torch import Tensor
 
 
 def _split_scores(probs: Tensor, splits: int) -> Tensor:
-    """IS of each of `splits` consecutive chunks of probs (N, K) -> (splits,)."""
+    """IS of each of `splits` consecutive chunks of probs (N, K), together all rows -> (splits,)."""
     n = probs.shape[0]
     if not 1 <= splits <= n:
         raise ValueError(f"need 1 <= splits <= N, got splits={splits}, N={n}")
-    size = n // splits  # as the original implementation: a remainder of N % splits rows is dropped
     scores = []
-    for i in range(splits):
-        part = probs[i * size:(i + 1) * size]  # (n_i, K)
+    for i in range(splits):  # as the original code and torch-fidelity: every row kept, sizes differ by <= 1
+        part = probs[i * n // splits:(i + 1) * n // splits]  # (n_i, K)
         p_y = part.mean(dim=0, keepdim=True)  # (1, K)
         kl = (torch.xlogy(part, part) - torch.xlogy(part, p_y)).sum(dim=1)  # (n_i,)
         scores.append(kl.mean().exp())

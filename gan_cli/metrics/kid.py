@@ -24,15 +24,17 @@ def kernel_inception_distance(real: Tensor, fake: Tensor, num_subsets: int = 100
                               seed: int = 0) -> tuple[float, float]:
     """(mean, std) of unbiased MMD^2 over `num_subsets` random subsets of real (N, D) and fake (M, D).
 
-    Each subset draws `min(subset_size, N, M)` rows from each set without replacement; the draws come from a
+    Each subset draws `subset_size` rows from each set without replacement; the draws come from a
     torch.Generator seeded with `seed`, so the result is deterministic. std is the population std over subsets
-    (as in the reference implementations), 0 for a single subset.
+    (as in the reference implementations), 0 for a single subset. A subset_size larger than N or M is an error
+    (as in torch-fidelity), not silently shrunk: KID's value depends on it.
     """
     if real.ndim != 2 or fake.ndim != 2 or real.shape[1] != fake.shape[1]:
         raise ValueError(f"real and fake must be (N, D) with equal D, got {tuple(real.shape)}, {tuple(fake.shape)}")
-    m = min(subset_size, real.shape[0], fake.shape[0])
-    if m < 2:
-        raise ValueError("KID needs at least 2 samples per set")
+    m = subset_size
+    if not 2 <= m <= min(real.shape[0], fake.shape[0]):
+        raise ValueError(f"KID subset_size={m} must be at least 2 and at most the number of samples in each set "
+                         f"(real {real.shape[0]}, fake {fake.shape[0]})")
     real = real.to(torch.float64)  # (N, D)
     fake = fake.to(device=real.device, dtype=torch.float64)  # (M, D)
     gen = torch.Generator().manual_seed(seed)  # CPU generator: same subsets on every device

@@ -11,7 +11,8 @@ from gan_cli.metrics.prdc import nearest_distances
 
 
 def nearest_neighbour_distances(query: Tensor, reference: Tensor) -> Tensor:
-    """Distance of each query row (N, D) to its nearest reference row (M, D) -> (N,)."""
+    """Distance of each query row (N, D) to its nearest reference row (M, D) -> (N,): exact Euclidean
+    distances in float64 (gan_cli.metrics.prdc), so a copy of a reference row is at distance exactly 0."""
     if query.ndim != 2 or reference.ndim != 2 or query.shape[1] != reference.shape[1]:
         raise ValueError(f"need (N, D) and (M, D), got {tuple(query.shape)}, {tuple(reference.shape)}")
     return nearest_distances(query, reference)
