@@ -26,3 +26,7 @@ class TrainingDiverged(GanCliError):
 
 class UntrustedTarget(ConfigError):
     """A config or checkpoint names a `_target_` that is not allowed (see gan_cli.trust)."""
+
+
+class DownloadError(GanCliError):
+    """A download the user asked for failed (network, HTTP status, checksum); nothing partial is left."""

@@ -5,8 +5,14 @@ read them back through torchvision.
 """
 from __future__ import annotations
 
+import functools
+import gzip
+import hashlib
 import inspect
+import socket
 import struct
+import threading
+from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import hydra.utils
@@ -17,6 +23,7 @@ from hydra.errors import InstantiationException
 from omegaconf import OmegaConf
 from PIL import Image
 from torch.utils.data import DataLoader
+from torchvision import datasets
 
 from gan_cli.data import embedded, vision
 from gan_cli.data.base import GanData
@@ -277,3 +284,76 @@ def test_vision_config_reports_missing_root(tmp_path, name):
     with pytest.raises(InstantiationException) as err:  # hydra wraps what the builder raises
         hydra.utils.instantiate(cfg)
     assert isinstance(err.value.__cause__, DataError) and "dataset.root" in str(err.value.__cause__)
+
+
+# ---------------------------------------------------------------------------- dataset.download=true (127.0.0.1 only)
+
+
+class QuietFiles(SimpleHTTPRequestHandler):
+    def log_message(self, *args):
+        pass
+
+
+@pytest.fixture
+def no_proxy(monkeypatch):
+    """A proxy set in the environment must not take torchvision's requests to 127.0.0.1."""
+    for key in ("no_proxy", "NO_PROXY"):
+        monkeypatch.setenv(key, "127.0.0.1,localhost")
+
+
+@pytest.fixture
+def mirror(tmp_path, no_proxy):
+    """An HTTP server on 127.0.0.1 serving the folder it returns, and its base URL."""
+    folder = tmp_path / "mirror"
+    folder.mkdir()
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(QuietFiles, directory=str(folder)))
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    yield folder, f"http://127.0.0.1:{httpd.server_address[1]}/"
+    httpd.shutdown()
+    httpd.server_close()
+
+
+def closed_url() -> str:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return f"http://127.0.0.1:{s.getsockname()[1]}/"  # closed on return: connecting is refused
+
+
+@pytest.mark.parametrize("builder", [vision.mnist, vision.fashion_mnist, vision.cifar10])
+def test_missing_files_name_the_download_flag(tmp_path, builder):
+    with pytest.raises(DataError, match="dataset.download=true"):
+        builder(root=str(tmp_path))
+
+
+def test_mnist_download_from_a_mirror(tmp_path, mirror, monkeypatch):
+    folder, url = mirror
+    images, labels = fake_mnist(tmp_path / "src")
+    resources = []
+    for file in sorted((tmp_path / "src" / "MNIST" / "raw").iterdir()):
+        (folder / f"{file.name}.gz").write_bytes(gzip.compress(file.read_bytes()))
+        resources.append((f"{file.name}.gz", hashlib.md5((folder / f"{file.name}.gz").read_bytes()).hexdigest()))
+    monkeypatch.setattr(datasets.MNIST, "mirrors", [closed_url(), url])  # the first mirror is down
+    monkeypatch.setattr(datasets.MNIST, "resources", resources)
+    data = vision.mnist(root=str(tmp_path / "root"), resolution=28, download=True)
+    assert len(data) == 5 and data.dataset[3][1] == labels[3]
+    assert (tmp_path / "root" / "MNIST" / "raw" / "t10k-labels-idx1-ubyte").is_file()
+    monkeypatch.setattr(datasets.MNIST, "mirrors", [closed_url()])  # files there: no network needed
+    assert len(vision.mnist(root=str(tmp_path / "root"), download=True)) == 5
+    assert socket.getdefaulttimeout() is None  # the download's timeout is put back
+
+
+@pytest.mark.parametrize("builder, cls, name", [(vision.mnist, datasets.MNIST, "MNIST"),
+                                                (vision.fashion_mnist, datasets.FashionMNIST, "Fashion-MNIST"),
+                                                (vision.cifar10, datasets.CIFAR10, "CIFAR-10")])
+def test_download_unreachable_is_one_clear_error(tmp_path, monkeypatch, no_proxy, builder, cls, name):
+    url = closed_url()
+    if cls is datasets.CIFAR10:
+        monkeypatch.setattr(cls, "url", url + cls.filename)
+    else:
+        monkeypatch.setattr(cls, "mirrors", [url])
+    with pytest.raises(DataError) as err:
+        builder(root=str(tmp_path), download=True)
+    msg = str(err.value)
+    assert "\n" not in msg and f"Downloading {name} into dataset.root={tmp_path.resolve()}" in msg
+    assert "dataset.download=true" in msg and url in msg and "refused" in msg
+    assert socket.getdefaulttimeout() is None

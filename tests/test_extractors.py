@@ -128,7 +128,7 @@ def test_inception_missing_file_names_file_folder_and_config_key(tmp_path, monke
     msg = str(info.value)
     assert isinstance(info.value, GanCliError)
     assert FID_WEIGHTS_NAME in msg and str(folder) in msg
-    assert "eval.inception_weights=" in msg and "fd_digits" in msg and "download" in msg
+    assert " inception_weights=" in msg and "gan fetch fid-inception" in msg and "fd_digits" in msg and "download" in msg
 
     with pytest.raises(ExtractorError, match="does not exist") as info:
         load_fid_inception(path=tmp_path / "nowhere.pth")

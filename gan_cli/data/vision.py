@@ -1,12 +1,16 @@
-"""Image datasets read from a local folder with torchvision; nothing is ever downloaded.
+"""Image datasets read from a local folder with torchvision. MNIST, Fashion-MNIST and CIFAR-10 are
+downloaded into that folder only when asked to (``download=True``, i.e. ``dataset.download=true``).
 
 Items are streamed from disk (not materialised): ``x`` is ``(C, R, R)`` in [-1, 1] and ``y``
 an int class index (-1 for an unlabelled image folder).
 """
 from __future__ import annotations
 
+import http.client
 import os
 import pickle
+import socket
+import tarfile
 from functools import partial
 from pathlib import Path
 from typing import Callable
@@ -18,6 +22,7 @@ from torchvision import datasets, transforms
 from gan_cli.data.base import GanData
 from gan_cli.data.embedded import check_channels, check_int
 from gan_cli.errors import DataError
+from gan_cli.fetch import READ_TIMEOUT
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".gif", ".tif", ".tiff")
 _MNIST_FILES = (
@@ -40,6 +45,32 @@ def _cause(err: Exception) -> str:
     return f" (reading failed with {type(err).__name__}{': ' + text if text else ''})"
 
 
+def _download_advice(download: bool, folder: Path) -> str:
+    if download:
+        return (f"dataset.download=true fetches only missing files: delete the unreadable ones in {folder}/ "
+                f"to have them fetched again")
+    return f"Nothing is downloaded unless asked: dataset.download=true fetches them into {folder}/"
+
+
+def _download(cls: type, path: Path, name: str, by_hand: str) -> None:
+    """torchvision's own download of `cls` into `path` (it skips files already there), failing as one DataError."""
+    ds = cls.__new__(cls)  # download() needs only `root`: __init__ would also read the whole dataset
+    ds.root = str(path)
+    previous = socket.getdefaulttimeout()
+    socket.setdefaulttimeout(READ_TIMEOUT)  # torchvision sets none: a stalled server would hang for ever
+    try:
+        ds.download()
+    except (OSError, RuntimeError, ValueError, EOFError, http.client.HTTPException, tarfile.TarError) as err:
+        detail = " ".join(str(err).split()) or type(err).__name__  # torchvision's lines, as one
+        raise DataError(
+            f"Downloading {name} into dataset.root={path} (dataset.download=true) failed: {detail}. Check the "
+            f"network (and HTTPS_PROXY behind a proxy) and run again, or {by_hand}. Files that arrived whole (md5 "
+            f"checked) are kept, so a new try fetches only the rest."
+        ) from None
+    finally:
+        socket.setdefaulttimeout(previous)
+
+
 def resolve_root(root: str | os.PathLike) -> Path:
     """Expand ``~`` and ``$VARS``; a relative path is taken from the current working directory."""
     return Path(os.path.expandvars(os.path.expanduser(os.fspath(root)))).resolve()
@@ -60,13 +91,17 @@ def image_transform(resolution: int, channels: int) -> Callable:
 # ---------------------------------------------------------------------------- MNIST / Fashion-MNIST / CIFAR-10
 
 
-def _mnist_like(cls: type, name: str, folder: str, root, resolution: int, train: bool) -> GanData:
+def _mnist_like(cls: type, name: str, folder: str, root, resolution: int, train: bool, download: bool) -> GanData:
     check_int("resolution", resolution, 1)
     path = resolve_root(root)
+    raw = path / folder / "raw"
+    if download:
+        gz = ", ".join(f for f, _ in cls.resources)
+        _download(cls, path, name, f"put {gz} (from {cls.mirrors[0]}) in {raw}/ yourself: download=true then "
+                                   f"only unpacks them")
     try:
         ds = cls(str(path), train=train, transform=image_transform(resolution, 1), target_transform=int, download=False)
     except _READ_ERRORS as err:
-        raw = path / folder / "raw"
         hint = ""
         if (path / "raw" / _MNIST_FILES[0]).exists():
             hint = f" The files are in {path}/raw, so set dataset.root={path.parent} instead."
@@ -76,26 +111,33 @@ def _mnist_like(cls: type, name: str, folder: str, root, resolution: int, train:
             f"{name} was not found (or could not be read) under dataset.root={path}. "
             f"Expected the four uncompressed idx files {', '.join(_MNIST_FILES)} in {raw}/ "
             f"(both train and t10k are required, whatever dataset.train is). "
-            f"{_NO_DOWNLOAD}: fetch and gunzip them beforehand, then set dataset.root=/path "
+            f"{_download_advice(download, raw)}; or fetch and gunzip them beforehand, then set dataset.root=/path "
             f"to the folder that contains {folder}/.{hint}{_cause(err)}"
         ) from err
     return GanData(ds, kind="image", shape=(1, resolution, resolution), num_classes=10, name=name.lower())
 
 
-def mnist(root: str = "data/mnist", resolution: int = 32, train: bool = True) -> GanData:
-    """MNIST handwritten digits (28x28 gray, 10 classes) from ``<root>/MNIST/raw/``."""
-    return _mnist_like(datasets.MNIST, "MNIST", "MNIST", root, resolution, train)
+def mnist(root: str = "data/mnist", resolution: int = 32, train: bool = True, download: bool = False) -> GanData:
+    """MNIST handwritten digits (28x28 gray, 10 classes) from ``<root>/MNIST/raw/``; ``download``: fetch if missing."""
+    return _mnist_like(datasets.MNIST, "MNIST", "MNIST", root, resolution, train, download)
 
 
-def fashion_mnist(root: str = "data/fashion_mnist", resolution: int = 32, train: bool = True) -> GanData:
-    """Fashion-MNIST clothing images (28x28 gray, 10 classes) from ``<root>/FashionMNIST/raw/``."""
-    return _mnist_like(datasets.FashionMNIST, "Fashion-MNIST", "FashionMNIST", root, resolution, train)
+def fashion_mnist(
+    root: str = "data/fashion_mnist", resolution: int = 32, train: bool = True, download: bool = False
+) -> GanData:
+    """Fashion-MNIST clothing images (28x28 gray, 10 classes) from ``<root>/FashionMNIST/raw/``; ``download``:
+    fetch if missing."""
+    return _mnist_like(datasets.FashionMNIST, "Fashion-MNIST", "FashionMNIST", root, resolution, train, download)
 
 
-def cifar10(root: str = "data/cifar10", resolution: int = 32, train: bool = True) -> GanData:
-    """CIFAR-10 (32x32 RGB, 10 classes) from ``<root>/cifar-10-batches-py/``."""
+def cifar10(root: str = "data/cifar10", resolution: int = 32, train: bool = True, download: bool = False) -> GanData:
+    """CIFAR-10 (32x32 RGB, 10 classes) from ``<root>/cifar-10-batches-py/``; ``download``: fetch if missing."""
     check_int("resolution", resolution, 1)
     path = resolve_root(root)
+    if download:
+        cls = datasets.CIFAR10
+        _download(cls, path, "CIFAR-10", f"put {cls.filename} (from {cls.url}) in {path}/ yourself: "
+                                         f"download=true then only unpacks it")
     try:
         ds = datasets.CIFAR10(
             str(path), train=train, transform=image_transform(resolution, 3), target_transform=int, download=False
@@ -109,7 +151,8 @@ def cifar10(root: str = "data/cifar10", resolution: int = 32, train: bool = True
             f"CIFAR-10 was not found (or a file failed its checksum) under dataset.root={path}. "
             f"Expected the Python-version batches {', '.join(_CIFAR10_FILES)} in {folder}/, "
             f"as unpacked from cifar-10-python.tar.gz (tar xzf cifar-10-python.tar.gz -C {path}). "
-            f"{_NO_DOWNLOAD}: set dataset.root=/path to the folder that contains cifar-10-batches-py/.{hint}{_cause(err)}"
+            f"{_download_advice(download, path)}; or set dataset.root=/path to the folder that contains "
+            f"cifar-10-batches-py/.{hint}{_cause(err)}"
         ) from err
     return GanData(ds, kind="image", shape=(3, resolution, resolution), num_classes=10, name="cifar10")
 

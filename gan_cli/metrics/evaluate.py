@@ -27,6 +27,8 @@ from gan_cli.errors import ConfigError
 
 METRICS = ("fd", "kid", "is", "pr", "dc", "classes", "memorisation", "modes")
 _LOWER_IS_BETTER = ("fid", "fd", "kid", "class_kl", "kl_uniform", "copy_fraction")
+IS_SPLITS = 10
+KID_SUBSETS, KID_SUBSET_SIZE = 100, 1000  # torch-fidelity's defaults; the size is capped by default only
 
 
 def embed(extractor, x: Tensor, batch_size: int, device: torch.device) -> tuple[Tensor, Tensor | None]:
@@ -57,7 +59,9 @@ class EvalSettings:
     seed: int = 0
     extractor: str = "auto"  # auto | digits | inception | raw
     inception_weights: str | None = None
+    fetch_weights: bool = False  # download the FID Inception weights when they are missing (opt in)
     cache_dir: str = "outputs/.cache"
+    kid_subset_size: int | None = None  # None: min(1000, real count, num_fake)
 
     @classmethod
     def from_config(cls, cfg: Any) -> "EvalSettings":
@@ -74,6 +78,7 @@ class Evaluator:
         self.extractor = self._extractor()
         self.metrics = self._resolve_metrics(settings.metrics)
         self.real_features, self.real_logits, self.reference_hash = self._reference("train", self.dataset_cfg)
+        self.kid_subset_size = self._kid_subset_size() if "kid" in self.metrics else None
         self.heldout_features = None
         if "memorisation" in self.metrics:
             self.heldout_features = self._reference("heldout", heldout_config(dataset_cfg))[0]
@@ -94,7 +99,7 @@ class Evaluator:
         if choice == "inception":
             from gan_cli.metrics.extractors.inception import load_fid_inception
 
-            return load_fid_inception(self.settings.inception_weights).to(self.device)
+            return load_fid_inception(self.settings.inception_weights, fetch=self.settings.fetch_weights).to(self.device)
         raise ConfigError(f"extractor={choice!r} is not a feature extractor; valid: auto, digits, inception, raw.")
 
     def _resolve_metrics(self, asked: list[str]) -> list[str]:
@@ -117,6 +122,20 @@ class Evaluator:
             heldout_config(self.dataset_cfg)  # raises with the fix if there is no held-out split
         return asked
 
+    def _kid_subset_size(self) -> int:
+        """kid_subset_size as set, or min(1000, both counts) when unset; never silently shrunk."""
+        asked, counts = self.settings.kid_subset_size, (len(self.real_features), self.settings.num_fake)
+        if asked is None:
+            return min(KID_SUBSET_SIZE, *counts)
+        if not isinstance(asked, int) or isinstance(asked, bool) or not 2 <= asked <= min(counts):
+            raise ConfigError(
+                f"kid_subset_size={asked!r}: KID draws that many samples from each of the {counts[0]} real samples "
+                f"(num_real, or the whole dataset when smaller) and the {counts[1]} generated ones (num_fake), so it "
+                f"must be an integer from 2 to {min(counts)}. Lower kid_subset_size, raise num_real / num_fake, or "
+                f"set kid_subset_size=null (min({KID_SUBSET_SIZE}, both counts)); KID values are only comparable "
+                f"at equal subset sizes.")
+        return asked
+
     @property
     def extractor_name(self) -> str:
         return "raw" if self.extractor is None else self.extractor.name
@@ -126,9 +145,11 @@ class Evaluator:
 
     def _reference(self, split: str, dataset_cfg: DictConfig) -> tuple[Tensor, Tensor | None, str]:
         """Real features for `split`, from the cache when the same protocol computed them before."""
-        key = {"dataset": OmegaConf.to_container(dataset_cfg, resolve=True), "split": split,
+        dataset = {k: v for k, v in OmegaConf.to_container(dataset_cfg, resolve=True).items() if k != "download"}
+        key = {"dataset": dataset, "split": split,
                "extractor": self.extractor_name, "weights": getattr(self.extractor, "weights_hash", ""),
-               "num_real": self.settings.num_real, "seed": self.settings.seed, "version": 1}
+               "num_real": self.settings.num_real, "seed": self.settings.seed,
+               "version": 2}  # 2: Inception logits without the fc bias
         digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()
         path = Path(self.settings.cache_dir) / f"reference_{digest[:16]}.pt"
         if path.is_file():
@@ -162,10 +183,11 @@ class Evaluator:
         if metric == "fd":
             return {fd_name: M.frechet_distance(*M.feature_stats(real), *M.feature_stats(fake_feats))}
         if metric == "kid":
-            mean, std = M.kernel_inception_distance(real, fake_feats, seed=self.settings.seed)
+            mean, std = M.kernel_inception_distance(real, fake_feats, num_subsets=KID_SUBSETS,
+                                                    subset_size=self.kid_subset_size, seed=self.settings.seed)
             return {f"kid{suffix}": mean, f"kid{suffix}_std": std}
         if metric == "is":
-            mean, std = M.inception_score_from_logits(fake_logits)
+            mean, std = M.inception_score_from_logits(fake_logits, splits=IS_SPLITS)
             return {f"is{suffix}": mean, f"is{suffix}_std": std}
         if metric == "pr":
             return M.precision_recall(real, fake_feats)
@@ -192,8 +214,30 @@ class Evaluator:
             "num_fake": self.settings.num_fake,
             "seed": self.settings.seed,
             "reference_sha256": self.reference_hash,
+            **self._metric_protocol(),
             "seconds": {k: round(v, 3) for k, v in timings.items()},
         }
+
+    def _metric_protocol(self) -> dict[str, Any]:
+        """How IS, KID and the nearest-neighbour metrics were computed, for the metrics asked."""
+        out: dict[str, Any] = {}
+        if "is" in self.metrics:
+            logits = ("the FID Inception's 1008 logits without the fc bias (as the original code, torch-fidelity, "
+                      "torchmetrics)" if self.extractor_name == "inception_fid" else
+                      f"the {self.extractor_name} classifier's logits (its own classes: not comparable with "
+                      f"published Inception Scores)")
+            out["inception_score"] = (f"softmax of {logits}; {self.settings.num_fake} samples split into {IS_SPLITS} "
+                                      f"chunks of consecutive rows (i*N//{IS_SPLITS} to (i+1)*N//{IS_SPLITS}), "
+                                      f"every row kept; mean and population std over the chunks")
+        if "kid" in self.metrics:
+            out["kid"] = {"subset_size": self.kid_subset_size, "subsets": KID_SUBSETS,
+                          "subset_size_from": "kid_subset_size" if self.settings.kid_subset_size is not None
+                          else f"default: min({KID_SUBSET_SIZE}, num_real, num_fake)",
+                          "estimator": "unbiased MMD^2, kernel (x.y / D + 1)^3; mean and population std over subsets"}
+        if {"pr", "dc", "memorisation"} & set(self.metrics):
+            out["nearest_neighbours"] = ("float64 exact Euclidean distances (a copy is at distance 0); k=3 for "
+                                         "precision/recall, k=5 for density/coverage")
+        return out
 
 
 def real_samples(data: GanData, num: int, seed: int) -> Tensor:

@@ -84,7 +84,7 @@ class TranslationEvaluator:
         if choice == "inception":
             from gan_cli.metrics.extractors.inception import load_fid_inception
 
-            return load_fid_inception(self.settings.inception_weights).to(self.device)
+            return load_fid_inception(self.settings.inception_weights, fetch=self.settings.fetch_weights).to(self.device)
         raise ConfigError(f"extractor={choice!r} is not a feature extractor; valid: auto, digits, inception, raw.")
 
     @property

@@ -4,10 +4,12 @@ This is torchvision's ``Inception3`` without the auxiliary classifier and with 1
 mixed blocks 5b-5d, 6b-6e, 7b and 7c are replaced by the FID variants: their average pools ignore the
 zero padding (``count_include_pad=False``, as TensorFlow does), and the pool branch of the last block
 (7c) uses a max pool. Features are the 2048-d output of the final average pool ("pool3"); logits are
-the 1008-way ``fc`` on top of it.
+the 1008-way ``fc`` on top of it without its bias (``pool3 @ fc.weight.T``), the logits the original
+Inception Score code, torch-fidelity and torchmetrics compute the Inception Score from.
 
 The state-dict keys match pytorch-fid's weights file ``pt_inception-2015-12-05-6726825d.pth``. Weights
-are only ever read from a local file: nothing is downloaded.
+are read from a local file; they are downloaded only when asked to (`gan fetch fid-inception`, or
+``load_fid_inception(fetch=True)``, which `gan eval ... fetch_weights=true` uses).
 """
 from __future__ import annotations
 
@@ -29,7 +31,7 @@ from gan_cli.metrics.extractors.base import (
 
 FID_WEIGHTS_NAME = "pt_inception-2015-12-05-6726825d.pth"
 FID_WEIGHTS_HASH_PREFIX = "6726825d"  # torch hub convention: the file name carries its sha256 prefix
-CONFIG_KEY = "eval.inception_weights"
+CONFIG_KEY = "inception_weights"  # of `gan eval`; trainer.eval.inception_weights in training
 INPUT_SIZE = 299
 
 
@@ -151,7 +153,8 @@ class FIDInceptionV3(FeatureExtractor):
         x = self.Mixed_7a(x)  # 1280 x 8 x 8
         x = self.Mixed_7c(self.Mixed_7b(x))  # 2048 x 8 x 8
         pool3 = torch.flatten(self.avgpool(x), 1)  # (N, 2048)
-        return pool3, self.fc(pool3)  # (N, 2048), (N, 1008)
+        # logits without fc's bias, as the original IS code, torch-fidelity and torchmetrics compute IS from
+        return pool3, pool3 @ self.fc.weight.T  # (N, 2048), (N, 1008)
 
 
 # ---------------------------------------------------------------------------- loading
@@ -163,50 +166,62 @@ def default_weights_dir() -> Path:
 
 
 def _missing_message(where: str) -> str:
+    from gan_cli.fetch import ASSETS
+
     return (
-        f"The FID Inception weights file {FID_WEIGHTS_NAME} was not found: {where}. gan_cli never downloads "
-        f"anything, so the file must already be on disk: copy pytorch-fid's {FID_WEIGHTS_NAME} (its "
-        f"'fid_weights' release) into {default_weights_dir()} (that is $TORCH_HOME/hub/checkpoints; "
-        f"TORCH_HOME defaults to ~/.cache/torch), or point to it with "
-        f"{CONFIG_KEY}=/path/to/{FID_WEIGHTS_NAME}. For the embedded digits dataset, offline metrics "
-        f"need no Inception weights, e.g. `gan eval metrics=[fd_digits]`."
+        f"The FID Inception weights file {FID_WEIGHTS_NAME} was not found: {where}. Download it once with "
+        f"`gan fetch fid-inception` (into {default_weights_dir()}, that is $TORCH_HOME/hub/checkpoints; "
+        f"TORCH_HOME defaults to ~/.cache/torch), or let `gan eval ... fetch_weights=true` download it; "
+        f"nothing is downloaded otherwise. By hand: copy pytorch-fid's {FID_WEIGHTS_NAME} "
+        f"({ASSETS['fid-inception'].url}) into that folder, or point to it with "
+        f"{CONFIG_KEY}=/path/to/{FID_WEIGHTS_NAME}. "
+        f"For the embedded digits dataset, offline metrics need no Inception weights, e.g. "
+        f"`gan eval metrics=[fd_digits]`."
     )
 
 
-def _resolve(path: str | os.PathLike | None) -> Path:
+def _resolve(path: str | os.PathLike | None, fetch: bool = False) -> Path:
+    """The weights file `path` names; a missing one is downloaded there when `fetch`, else an error."""
     if path is None or os.fspath(path) == "":  # an unset config value means the default location
         folder = default_weights_dir()
-        candidate = folder / FID_WEIGHTS_NAME
-        if not candidate.is_file():
-            raise ExtractorError(_missing_message(f"searched the folder {folder}"))
+        candidate, where = folder / FID_WEIGHTS_NAME, f"searched the folder {folder}"
+    else:
+        candidate = Path(os.path.expanduser(os.fspath(path)))
+        where = f"{CONFIG_KEY} names {candidate}, which does not exist"
+        if candidate.is_dir():
+            where = f"{CONFIG_KEY} names the folder {candidate}, which has no such file"
+            candidate = candidate / FID_WEIGHTS_NAME
+    if candidate.is_file():
         return candidate
-    candidate = Path(os.path.expanduser(os.fspath(path)))
-    if candidate.is_dir():
-        if not (candidate / FID_WEIGHTS_NAME).is_file():
-            raise ExtractorError(_missing_message(f"{CONFIG_KEY} names the folder {candidate}, which has no such file"))
-        candidate = candidate / FID_WEIGHTS_NAME
-    if not candidate.is_file():
-        raise ExtractorError(_missing_message(f"{CONFIG_KEY} names {candidate}, which does not exist"))
-    return candidate
+    if not fetch:
+        raise ExtractorError(_missing_message(where))
+    from gan_cli.fetch import fetch as fetch_asset  # pytorch-fid's release, or $GAN_CLI_FID_WEIGHTS_URL
+
+    return fetch_asset("fid-inception", candidate)
 
 
-def load_fid_inception(path: str | os.PathLike | None = None, verify: bool = True) -> FIDInceptionV3:
-    """The FID Inception-v3 with pytorch-fid's weights, read from a local file only.
+def load_fid_inception(
+    path: str | os.PathLike | None = None, verify: bool = True, fetch: bool = False
+) -> FIDInceptionV3:
+    """The FID Inception-v3 with pytorch-fid's weights, read from a local file.
 
     ``path``: the weights file (or a folder holding ``pt_inception-2015-12-05-6726825d.pth``); by default
     ``$TORCH_HOME/hub/checkpoints/pt_inception-2015-12-05-6726825d.pth``, resolved with
     ``torch.hub.get_dir()``. The file's sha256 must start with ``6726825d`` (torch hub's naming
     convention); ``verify=False`` skips that check, but only for a file given explicitly as ``path``.
+    ``fetch=True`` downloads a missing file to where it was looked for (see ``gan_cli.fetch``); by
+    default nothing is downloaded.
     Returns the network on the CPU, in eval mode, with ``weights_hash`` = the file's full sha256.
     """
-    file = _resolve(path)
+    file = _resolve(path, fetch)
     explicit = path is not None and os.fspath(path) != ""
     digest = file_sha256(str(file))
     if (verify or not explicit) and not digest.startswith(FID_WEIGHTS_HASH_PREFIX):
         raise ExtractorError(
             f"The FID Inception weights file {file} has sha256 {digest}, but pytorch-fid's "
             f"{FID_WEIGHTS_NAME} has a sha256 starting with {FID_WEIGHTS_HASH_PREFIX}: the file is corrupt, "
-            f"truncated or a different model. Copy the original file again and set "
+            f"truncated or a different model. `gan fetch fid-inception` downloads a good copy into "
+            f"{default_weights_dir()}; or copy the original file again and set "
             f"{CONFIG_KEY}=/path/to/{FID_WEIGHTS_NAME} (verify=False skips this check for a file you trust)."
         )
     try:
