@@ -68,7 +68,7 @@ class Outputs:
         self._real_batch = self.game.reals(count).to(self.device)
         if not self.logger.continues:  # once per run folder, not again at every resume
             self.logger.image("samples/real", self.game.real_picture(self.t.num_samples), self.step)
-            self.logger.hparams(hparams_of(self.cfg, self.choices), ["loss/D", "loss/G", "D/real", "D/fake"])
+            self.logger.hparams(hparams_of(self.cfg, self.choices, self.overrides), ["loss/D", "loss/G", "D/real", "D/fake"])
             self.logger.text("config", "```yaml\n" + OmegaConf.to_yaml(self.cfg, resolve=True) + "```", self.step)
         if self.changes:
             lines = [str(c) for c in self.changes]

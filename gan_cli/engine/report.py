@@ -10,11 +10,32 @@ from gan_cli.engine.device import describe_device
 from gan_cli.logging import console as ui
 
 
-def hparams_of(cfg: DictConfig, choices: dict[str, str]) -> dict[str, Any]:
-    """Every leaf of the resolved config as `a.b.c: value`, plus the option chosen in each group."""
-    flat = flatten(OmegaConf.to_container(cfg, resolve=True))
-    flat.update({group: option for group, option in choices.items() if group in ui.GROUP_ORDER})
-    return flat
+class HParams(dict):
+    """Hyperparameters in table order; `lead`: the columns to compare, which lead the table."""
+
+    def __init__(self, values: dict[str, Any], lead: list[str]):
+        super().__init__(values)
+        self.lead = lead
+
+
+def hparams_of(cfg: DictConfig, choices: dict[str, str], overrides: list[str] | None = None) -> HParams:
+    """The run's hyperparameters for TensorBoard's HParams table, in this order: the option chosen in
+    each config group (`model: dcgan`), the keys set on the command line or by a sweep (`overrides`:
+    Hydra's `overrides.task`, e.g. `optimizer.generator.lr=1e-4`), then every other setting as
+    `a.b.c: value`. Hydra's own keys (`_target_`, `_partial_`...) and unset values are left out; lists
+    become strings. The first two kinds are the `lead` columns."""
+    flat = {k: v if isinstance(v, (bool, int, float, str)) else str(v)
+            for k, v in flatten(OmegaConf.to_container(cfg, resolve=True)).items()
+            if v is not None and not k.rsplit(".", 1)[-1].startswith("_")}
+    groups = [g for g in ui.GROUP_ORDER if g in choices] + [g for g in choices if g not in ui.GROUP_ORDER]
+    params = {group: str(choices[group]) for group in groups}
+    for override in overrides or []:
+        key = override.split("=", 1)[0].lstrip("~+").split("@")[0]  # `+a.b=1`, `~a.b`, `group@pkg=option`
+        if key not in choices:  # a group's option is its choice; else a setting or a whole branch of them
+            params.update({k: v for k, v in flat.items() if k == key or k.startswith(key + ".")})
+    lead = list(params)
+    params.update({k: v for k, v in flat.items() if k not in params})
+    return HParams(params, lead)
 
 
 def summary_rows(tr, stats: dict[str, float], elapsed: float, interrupted: bool, start_step: int,

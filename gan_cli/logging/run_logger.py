@@ -1,9 +1,11 @@
 """Everything a run logs: TensorBoard events under <run>/tb and <run>/metrics.jsonl.
 
 One SummaryWriter per run. Scalars are plain `add_scalar`-style values (no `add_scalars`,
-which would make a TensorBoard run per key); the first write of a tag carries its help
-text. Hyperparameters go through the HParams plugin into the same run, so the jobs of a
-sweep line up in one table.
+which would make a TensorBoard run per key); the first write of a tag carries its metadata:
+its help text, and the scalar data class, without which TensorBoard's Rust data server (what
+`tensorboard --logdir` uses when tensorboard-data-server is installed) drops the metadata of a
+`simple_value`. Hyperparameters go through the HParams plugin into the same run, so the jobs
+of a sweep line up in one table.
 
 A run that starts at step N (a resume, or a restart after a crash) continues the history
 instead of repeating it: metrics.jsonl keeps only its rows up to step N, and the writer's
@@ -17,10 +19,16 @@ import time
 from pathlib import Path
 from typing import Any
 
+from tensorboard.compat.proto.summary_pb2 import DATA_CLASS_SCALAR, Summary, SummaryMetadata
+from tensorboard.plugins.hparams import api_pb2 as hp
+from tensorboard.plugins.hparams import metadata as hparams_metadata
+from tensorboard.plugins.hparams.plugin_data_pb2 import HParamsPluginData, SessionEndInfo, SessionStartInfo
+from tensorboard.plugins.scalar import metadata as scalar_metadata
 from torch import Tensor
 from torch.utils.tensorboard import SummaryWriter
-from torch.utils.tensorboard.summary import hparams as hparams_summary
 from torch.utils.tensorboard.summary import scalar as scalar_summary
+
+from gan_cli.logging.tags import describe
 
 
 class RunLogger:
@@ -37,14 +45,17 @@ class RunLogger:
         events = self.writer._get_file_writer()
         for tag, value in values.items():
             summary = scalar_summary(tag, value)
-            if tag not in self._described and tag in self.help_text:
-                metadata = summary.value[0].metadata
-                metadata.summary_description = self.help_text[tag]
-                metadata.plugin_data.plugin_name = "scalars"
-            self._described.add(tag)
+            if tag not in self._described:  # readers keep a tag's first metadata
+                summary.value[0].metadata.CopyFrom(self._scalar_metadata(tag))
+                self._described.add(tag)
             events.add_summary(summary, step, now)
         self.jsonl.write(json.dumps({"step": step, "time": round(now, 3), **values}) + "\n")
         self.jsonl.flush()
+
+    def _scalar_metadata(self, tag: str) -> SummaryMetadata:
+        metadata = scalar_metadata.create_summary_metadata(display_name=tag, description=describe(self.help_text, tag))
+        metadata.data_class = DATA_CLASS_SCALAR  # else the Rust data server drops the rest for a simple_value
+        return metadata
 
     def image(self, tag: str, image: Tensor, step: int) -> None:
         """`image`: (3, H, W) float in [0, 1] or uint8."""
@@ -54,10 +65,32 @@ class RunLogger:
         self.writer.add_text(tag, text, step)
 
     def hparams(self, params: dict[str, Any], metric_tags: list[str]) -> None:
-        """Write the HParams plugin's summaries into this run (not a sub-run)."""
-        clean = {k: v if isinstance(v, (int, float, str, bool)) else str(v) for k, v in params.items()}
-        for summary in hparams_summary(clean, {tag: 0.0 for tag in metric_tags}):
-            self.writer._get_file_writer().add_summary(summary)
+        """Write the HParams plugin's summaries into this run (not a sub-run).
+
+        TensorBoard orders the table's columns by (not `differs`, name), whatever order they are
+        written in, and its HParams dashboard shows the first five: the columns named in
+        `params.lead` (see gan_cli.engine.report.HParams) are marked `differs` so that they come
+        first. They are written in the order shown."""
+        lead = set(getattr(params, "lead", ()))
+        start, infos = SessionStartInfo(), []
+        for name in sorted(params, key=lambda k: (k not in lead, k)):
+            value, slot = params[name], start.hparams[name]
+            if isinstance(value, bool):
+                slot.bool_value, kind = value, hp.DATA_TYPE_BOOL
+            elif isinstance(value, (int, float)):
+                slot.number_value, kind = value, hp.DATA_TYPE_FLOAT64
+            else:
+                slot.string_value, kind = str(value), hp.DATA_TYPE_STRING
+            infos.append(hp.HParamInfo(name=name, type=kind, differs=name in lead))
+        metrics = [hp.MetricInfo(name=hp.MetricName(tag=tag), description=describe(self.help_text, tag))
+                   for tag in metric_tags]
+        experiment = hp.Experiment(hparam_infos=infos, metric_infos=metrics)
+        end = SessionEndInfo(status=hp.STATUS_SUCCESS)  # as torch's hparams() writes it
+        for tag, data in ((hparams_metadata.EXPERIMENT_TAG, HParamsPluginData(experiment=experiment)),
+                          (hparams_metadata.SESSION_START_INFO_TAG, HParamsPluginData(session_start_info=start)),
+                          (hparams_metadata.SESSION_END_INFO_TAG, HParamsPluginData(session_end_info=end))):
+            metadata = hparams_metadata.create_summary_metadata(data)
+            self.writer._get_file_writer().add_summary(Summary(value=[Summary.Value(tag=tag, metadata=metadata)]))
 
     def flush(self) -> None:
         self.writer.flush()
