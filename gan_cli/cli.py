@@ -10,6 +10,8 @@ COMMANDS = {
     "train": ("gan_cli.train", "train a GAN (Hydra overrides: model=dcgan loss=wgan_gp ...)"),
     "sample": ("gan_cli.sample", "samples from a trained generator: PNG grid or .npz (ckpt=RUN num=64)"),
     "eval": ("gan_cli.eval", "metrics of a trained generator, written to <run>/eval.json (ckpt=RUN)"),
+    "export": ("gan_cli.export", "the generator as a file that runs without gan_cli: .pt2 or .onnx (ckpt=RUN out=FILE)"),
+    "fetch": ("gan_cli.fetch", "download what evaluation can use, on request only (gan fetch fid-inception)"),
 }
 
 USAGE = """usage: gan COMMAND [--trust PREFIX] [HYDRA OVERRIDES AND FLAGS]
@@ -17,8 +19,8 @@ USAGE = """usage: gan COMMAND [--trust PREFIX] [HYDRA OVERRIDES AND FLAGS]
 commands:
 {commands}
 
-Every command is a Hydra app: `gan COMMAND --help` lists its config groups and options,
-`gan COMMAND --cfg job` prints the composed config, `-m` sweeps. A config or checkpoint may
+`gan COMMAND --help` explains a command. train, sample, eval and export are Hydra apps:
+`--cfg job` prints the composed config, `-m` sweeps. A config or checkpoint may
 name only gan_cli's own builders and torch.optim; `--trust my_models` (or GAN_CLI_TRUST=my_models)
 also allows your own code under that module prefix.
 
@@ -28,6 +30,8 @@ examples:
   gan train -m loss=bce,hinge optimizer.generator.lr=1e-4,2e-4    a sweep
   gan sample ckpt=outputs/runs/DATE/TIME num=64                   a PNG grid of samples
   gan eval ckpt=outputs/runs/DATE/TIME                            metrics, offline
+  gan fetch fid-inception && gan eval ckpt=RUN extractor=inception real FID (downloads once)
+  gan export ckpt=outputs/runs/DATE/TIME out=G.onnx               G for use without gan_cli
 """
 
 

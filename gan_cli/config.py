@@ -12,8 +12,30 @@ from typing import Any, Optional
 from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING
 
-from gan_cli.doctor import DoctorConfig
 from gan_cli.errors import ConfigError
+
+PRECISIONS = ("fp32", "bf16", "fp16")
+DECAYS = ("auto", "none", "linear", "exponential")  # trainer.lr_decay
+
+
+@dataclass
+class DoctorConfig:
+    """Thresholds; trainer.doctor.* in the YAML."""
+    enabled: bool = True
+    warmup_steps: int = 250             # training steps before symptoms count (early D dominance is normal)
+    window: int = 10                    # consecutive log steps a symptom must persist
+    d_wins_real: float = 0.9            # D(x) above ...
+    d_wins_fake: float = 0.1            # ... and D(G(z)) below (probabilities)
+    g_grad_vanish: float = 1e-3         # G grad norm below this, with D winning
+    g_grad_collapse: float = 1e-3       # ... or below this fraction of its running max (any loss)
+    g_wins_margin: float = 0.0          # D(G(z)) >= D(x) - margin -> D collapse
+    diversity_ratio: float = 0.5        # fake/real mean pairwise distance below this -> mode collapse
+    class_kl: float = 0.5               # KL(predicted classes || uniform) above this -> mode collapse
+    mode_coverage: float = 0.9          # 2D mixtures: fraction of modes covered (eval `modes`) below this
+    oscillation_window: int = 20        # log steps to judge oscillation over
+    oscillation_min_swing: float = 0.25  # detrended std / mean |loss| above this (both losses)
+    critic_flat_tol: float = 1e-4       # WGAN: loss/D range over `window` below this
+    gp_norm_tol: float = 0.5            # WGAN-GP: |grad norm on interpolates - 1| above this
 
 
 @dataclass
@@ -27,6 +49,8 @@ class TrainEvalConfig:
     seed: int = 0
     extractor: str = "auto"
     inception_weights: Optional[str] = None
+    fetch_weights: bool = False
+    kid_subset_size: Optional[int] = None
     cache_dir: str = "outputs/.cache"
     best: Optional[str] = None  # a metric, e.g. fd_digits: keeps checkpoints/best.pt, returned to sweepers
 
@@ -123,9 +147,6 @@ def check_eval_sizes(node: Any, prefix: str = "") -> None:
 
 def validate_trainer(trainer: Any) -> None:
     """Range checks the type system cannot express; each error names the key and what is valid."""
-    from gan_cli.engine.precision import DTYPES
-    from gan_cli.engine.schedules import DECAYS
-
     for key in _POSITIVE:
         value = trainer[key]
         if value <= 0:
@@ -136,7 +157,7 @@ def validate_trainer(trainer: Any) -> None:
     for key in ("data_in_memory_gb", "instance_noise", "mode_seeking"):
         if not trainer[key] >= 0:  # NaN too
             raise ConfigError(f"trainer.{key} must be 0 or more, got {trainer[key]}.")
-    choices = {"nan_policy": NAN_POLICIES, "precision": tuple(DTYPES), "lr_decay": DECAYS}
+    choices = {"nan_policy": NAN_POLICIES, "precision": PRECISIONS, "lr_decay": DECAYS}
     for key, valid in choices.items():
         if trainer[key] not in valid:
             raise ConfigError(f"trainer.{key}={trainer[key]!r} is not valid; valid values: {' | '.join(valid)}.")

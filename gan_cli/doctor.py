@@ -48,28 +48,10 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+from gan_cli.config import DoctorConfig  # noqa: F401  (defined there: the schema needs it without torch)
+
 SYMPTOMS = ("non_finite", "d_overpowers_g", "vanishing_gradients", "g_wins", "mode_collapse",
             "oscillation", "critic_flat", "gp_off")
-
-
-@dataclass
-class DoctorConfig:
-    """Thresholds; trainer.doctor.* in the YAML."""
-    enabled: bool = True
-    warmup_steps: int = 250             # training steps before symptoms count (early D dominance is normal)
-    window: int = 10                    # consecutive log steps a symptom must persist
-    d_wins_real: float = 0.9            # D(x) above ...
-    d_wins_fake: float = 0.1            # ... and D(G(z)) below (probabilities)
-    g_grad_vanish: float = 1e-3         # G grad norm below this, with D winning
-    g_grad_collapse: float = 1e-3       # ... or below this fraction of its running max (any loss)
-    g_wins_margin: float = 0.0          # D(G(z)) >= D(x) - margin -> D collapse
-    diversity_ratio: float = 0.5        # fake/real mean pairwise distance below this -> mode collapse
-    class_kl: float = 0.5               # KL(predicted classes || uniform) above this -> mode collapse
-    mode_coverage: float = 0.9          # 2D mixtures: fraction of modes covered (eval `modes`) below this
-    oscillation_window: int = 20        # log steps to judge oscillation over
-    oscillation_min_swing: float = 0.25  # detrended std / mean |loss| above this (both losses)
-    critic_flat_tol: float = 1e-4       # WGAN: loss/D range over `window` below this
-    gp_norm_tol: float = 0.5            # WGAN-GP: |grad norm on interpolates - 1| above this
 
 
 @dataclass

@@ -8,11 +8,9 @@ import hydra
 from omegaconf import DictConfig
 
 from gan_cli.config import check_eval_sizes, config_dir
-from gan_cli.engine.device import resolve_device
-from gan_cli.engine.restore import load_generator
+from gan_cli.engine.checkpoint import find_checkpoint
 from gan_cli.hydra_app import ensure_parent, report_errors, write_error
 from gan_cli.logging.console import console, print_metrics
-from gan_cli.metrics.evaluate import EvalSettings
 
 
 @hydra.main(version_base="1.3", config_path=config_dir(), config_name="eval")
@@ -21,6 +19,11 @@ def main(cfg: DictConfig) -> dict:
     check_eval_sizes(cfg)
     if cfg.out:
         ensure_parent(Path(cfg.out))  # before minutes of sampling, not after
+    find_checkpoint(cfg.ckpt, key="ckpt")  # a wrong path is reported before seconds of importing torch
+    from gan_cli.engine.device import resolve_device  # torch: imported once the config is checked
+    from gan_cli.engine.restore import load_generator
+    from gan_cli.metrics.evaluate import EvalSettings
+
     device = resolve_device(cfg.device)
     run = load_generator(cfg.ckpt, device, ema=cfg.ema)
     settings = EvalSettings.from_config(cfg)

@@ -11,9 +11,8 @@ from typing import Any, Callable, NoReturn
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
-from gan_cli.engine.distributed import is_main_process
 from gan_cli.engine.interrupt import StopNow, exit_code, signal_name
-from gan_cli.engine.run_lock import RunFolderBusy, RunLock
+from gan_cli.engine.run_lock import RunFolderBusy, RunLock, is_main_process
 from gan_cli.errors import ConfigError, GanCliError
 from gan_cli.logging.console import console, print_error
 from gan_cli.trust import check_config
@@ -163,4 +162,29 @@ def guard_hydra_callbacks() -> None:
     hydra_callbacks.Callbacks.__init__ = checked
 
 
+def list_groups_from_one_copy() -> None:
+    """Make `--help` quick: Hydra 1.3 deep-copies its whole config repository (the structured schema
+    included) for every group it lists, about a hundred times per `--help`; list them all from one copy.
+
+    The listing only reads the config sources, which do not change while a process runs.
+    """
+    from hydra._internal.config_loader_impl import ConfigLoaderImpl
+
+    list_options = ConfigLoaderImpl.get_group_options
+    if getattr(list_options, "one_copy", False):
+        return
+
+    def get_group_options(self: Any, group_name: str, results_filter: Any = list_options.__defaults__[0],
+                          config_name: str | None = None, overrides: list[str] | None = None) -> list[str]:
+        copies = self.__dict__.setdefault("_gan_cli_repositories", {})
+        key = (config_name, tuple(overrides or ()))
+        if key not in copies:
+            copies[key] = self._parse_overrides_and_create_caching_repo(config_name, list(key[1]))[1]
+        return copies[key].get_group_options(group_name, results_filter)
+
+    get_group_options.one_copy = True  # type: ignore[attr-defined]
+    ConfigLoaderImpl.get_group_options = get_group_options
+
+
 guard_hydra_callbacks()
+list_groups_from_one_copy()

@@ -1,21 +1,20 @@
-"""`gan sample`: a PNG grid or an .npz of samples from a trained generator (translations: gan_cli.translate_sample)."""
+"""What `gan sample` does: a PNG grid or an .npz of samples from a trained generator (translations:
+gan_cli.translate_sample). The Hydra app is gan_cli.sample, which imports this once the config is checked."""
 from __future__ import annotations
 
 import math
 from pathlib import Path
 
-import hydra
 import numpy as np
 import torch
 from omegaconf import DictConfig
 from torchvision.utils import save_image
 
-from gan_cli.config import check_positive_ints, config_dir
 from gan_cli.data.embedded import MIXTURES, modes
 from gan_cli.engine.device import resolve_device
 from gan_cli.engine.restore import Restored, generate, load_generator
 from gan_cli.errors import ConfigError
-from gan_cli.hydra_app import ensure_parent, report_errors, write_error
+from gan_cli.hydra_app import ensure_parent, write_error
 from gan_cli.logging.console import console
 from gan_cli.logging.pictures import image_grid, plot_extent, scatter_picture
 from gan_cli.translate_sample import check_noise_run, translate
@@ -80,10 +79,7 @@ def _write(samples: torch.Tensor, labels: torch.Tensor | None, run: Restored, ou
         save_image(picture, out)
 
 
-@hydra.main(version_base="1.3", config_path=config_dir(), config_name="sample")
-@report_errors
-def main(cfg: DictConfig) -> None:
-    check_positive_ints(cfg, ("num", "batch_size") + (("interp_steps",) if cfg.mode == "interp" else ()))
+def sample(cfg: DictConfig) -> None:
     device = resolve_device(cfg.device)
     run = load_generator(cfg.ckpt, device, ema=cfg.ema)
     if run.game.translators:  # pix2pix / cyclegan: images in, not noise
@@ -96,7 +92,3 @@ def main(cfg: DictConfig) -> None:
     write(samples, labels, run, out, nrow)
     console.print(f"wrote {len(samples)} samples {tuple(samples.shape[1:])} from step {run.step} "
                   f"({'EMA' if run.used_ema else 'live'} generator) to [bold]{out}[/]")
-
-
-if __name__ == "__main__":
-    main()

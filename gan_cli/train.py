@@ -1,4 +1,8 @@
-"""`gan train` / `python -m gan_cli.train`: the Hydra app around `engine.train`."""
+"""`gan train` / `python -m gan_cli.train`: the Hydra app around `engine.train`.
+
+This module imports no torch: `--help`, `--cfg job`, `--info` and config errors answer at once;
+the engine (torch, torchvision, TensorBoard) is imported when a run starts.
+"""
 from __future__ import annotations
 
 import multiprocessing
@@ -6,20 +10,18 @@ import sys
 from typing import Any, Iterable
 
 import hydra
-import torch
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig, open_dict
 from rich.console import Console, ConsoleRenderable, RenderHook
 from rich.text import Text
 
-from gan_cli.config import config_dir, register_schema
-from gan_cli.engine.device import device_for_job
+from gan_cli.config import config_dir, register_schema, validate_trainer
 from gan_cli.engine.interrupt import exit_code
-from gan_cli.engine.trainer import train
 from gan_cli.hydra_app import report_errors
 from gan_cli.logging import console as ui
 from gan_cli.logging.console import print_config_tree
+from gan_cli.trust import check_config
 
 register_schema()
 
@@ -27,6 +29,13 @@ register_schema()
 @hydra.main(version_base="1.3", config_path=config_dir(), config_name="train")
 @report_errors
 def main(cfg: DictConfig) -> float | None:
+    validate_trainer(cfg.trainer)  # config errors first: before seconds of importing torch
+    check_config(cfg, "The training config")
+    import torch
+
+    from gan_cli.engine.device import device_for_job
+    from gan_cli.engine.trainer import train
+
     hc = HydraConfig.get()
     job_num = hc.job.num if hc.mode == RunMode.MULTIRUN else None
     if job_num is not None and side_by_side(hc):
@@ -38,7 +47,7 @@ def main(cfg: DictConfig) -> float | None:
         cfg.trainer.device = str(device)
     choices = {k: v for k, v in hc.runtime.choices.items() if not k.startswith("hydra/") and v is not None}
     print_config_tree(cfg, choices)
-    result = train(cfg, hc.runtime.output_dir, choices)
+    result = train(cfg, hc.runtime.output_dir, choices, list(hc.overrides.task))
     if result["interrupted"]:
         sys.exit(exit_code(result["signal"]))  # 130 for Ctrl-C, 143 for SIGTERM, ...
     return objective(cfg, result)

@@ -30,5 +30,14 @@ def test_every_subpackage_is_listed_for_the_wheel():
     import tomllib
 
     listed = set(tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"])
-    found = {".".join(p.parent.relative_to(REPO).parts) for p in (REPO / "gan_cli").rglob("__init__.py")}
-    assert found | {"gan_cli.configs"} == listed
+    code = {".".join(p.parent.relative_to(REPO).parts) for p in (REPO / "gan_cli").rglob("__init__.py")}
+    configs = {".".join(("gan_cli", *p.relative_to(REPO).parts)) for p in (REPO / "configs").rglob("*")
+               if p.is_dir()} | {"gan_cli.configs"}
+    assert code | configs == listed  # a folder left out makes setuptools warn, and its files may not ship
+
+
+def test_the_wheel_builds_without_warnings(tmp_path):
+    out = subprocess.run([sys.executable, "-m", "pip", "--disable-pip-version-check", "wheel", "--no-deps",
+                          "--no-build-isolation", "-w", str(tmp_path), str(REPO)],
+                         check=True, capture_output=True, text=True)
+    assert "warning" not in (out.stdout + out.stderr).lower(), out.stdout + out.stderr

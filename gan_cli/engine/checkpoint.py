@@ -10,11 +10,12 @@ import errno
 import os
 import secrets
 from pathlib import Path
-from typing import Any
-
-import torch
+from typing import TYPE_CHECKING, Any
 
 from gan_cli.errors import CheckpointError
+
+if TYPE_CHECKING:
+    import torch
 
 LAST = "last.pt"
 VERSION = 2  # the layout gan_cli/engine/run_state.py writes; 1 is read through upgrade()
@@ -30,6 +31,8 @@ def save_atomic(state: dict[str, Any], path: Path) -> None:
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         with open(tmp, "wb") as f:
+            import torch  # here: finding a checkpoint needs no torch (`gan sample ckpt=...` errors at once)
+
             torch.save(state, f)
             f.flush()
             os.fsync(f.fileno())
@@ -68,19 +71,21 @@ def _sync_folder(folder: Path) -> None:
         os.close(fd)
 
 
-def find_checkpoint(path: str | Path) -> Path:
-    """A checkpoint file, or a run folder / checkpoints folder whose last.pt is taken."""
+def find_checkpoint(path: str | Path, key: str = "trainer.resume") -> Path:
+    """A checkpoint file, or a run folder / checkpoints folder whose last.pt is taken; `key` names the setting."""
     p = Path(path).expanduser()
     for candidate in (p, p / LAST, p / "checkpoints" / LAST):
         if candidate.is_file():
             return candidate
     raise CheckpointError(
-        f"No checkpoint found at {p}. Give trainer.resume a checkpoint file (e.g. "
+        f"No checkpoint found at {p}. Give {key} a checkpoint file (e.g. "
         f"<run>/checkpoints/{LAST}) or a run folder that has checkpoints/{LAST}."
     )
 
 
 def load_checkpoint(path: Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
+    import torch
+
     try:
         state = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as e:  # a damaged file fails in many ways (zip, pickle, EOF, index errors)

@@ -31,11 +31,6 @@ class World:
         return self.size > 1
 
 
-def is_main_process() -> bool:
-    """Rank 0 of a torchrun job, or a single process (known before the process group exists)."""
-    return int(os.environ.get("RANK", "0")) == 0
-
-
 def init_world(device_name: str) -> World:
     """Join the process group torchrun describes (none when run as one process)."""
     size = int(os.environ.get("WORLD_SIZE", "1"))

@@ -11,9 +11,10 @@ import contextlib
 import torch
 from torch import Tensor
 
+from gan_cli.config import PRECISIONS
 from gan_cli.errors import ConfigError
 
-DTYPES = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
+DTYPES = dict(zip(PRECISIONS, (None, torch.bfloat16, torch.float16)))
 
 
 class Precision:

@@ -36,7 +36,7 @@ class Restored:
 
 def load_generator(ckpt: str | Path, device: torch.device, ema: bool = True) -> Restored:
     """Rebuild the generators from the config stored in `ckpt` (a file or run folder); EMA weights if any."""
-    path = find_checkpoint(ckpt)
+    path = find_checkpoint(ckpt, key="ckpt")
     state = load_checkpoint(path, map_location="cpu")  # works for runs trained on a GPU
     cfg = OmegaConf.create(state["config"])
     data = state["data"]

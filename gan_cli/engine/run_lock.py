@@ -89,3 +89,8 @@ def describe(text: str) -> str:
         return f"process {info['pid']} on {info['host']} (started {info['started']}: {info['command']})"
     except (ValueError, KeyError, TypeError):
         return "another process"
+
+
+def is_main_process() -> bool:
+    """Rank 0 of a torchrun job, or a single process (known before the process group exists)."""
+    return int(os.environ.get("RANK", "0")) == 0

@@ -5,9 +5,9 @@ from typing import Any
 
 import torch
 
+from gan_cli.config import DECAYS
 from gan_cli.errors import ConfigError
 
-DECAYS = ("auto", "none", "linear", "exponential")
 
 
 def lr_schedulers(trainer: Any, optimizers: dict[str, torch.optim.Optimizer], steps_per_epoch: int,

@@ -22,7 +22,7 @@ from gan_cli.engine.augment import d_input_transform
 from gan_cli.engine.batches import BatchStream, materialize
 from gan_cli.engine.build import build
 from gan_cli.engine.device import describe_device, resolve_device
-from gan_cli.engine.distributed import any_rank, gather_objects, init_world, is_main_process, parameters_checksum, \
+from gan_cli.engine.distributed import any_rank, gather_objects, init_world, parameters_checksum, \
     rank_device, unwrap, wrap
 from gan_cli.engine.ema import EMA
 from gan_cli.engine.interrupt import StopNow, StopOnSignal
@@ -32,7 +32,7 @@ from gan_cli.engine.outputs import Outputs
 from gan_cli.engine.precision import Precision
 from gan_cli.engine.report import summary_rows
 from gan_cli.engine.resume_changes import Change
-from gan_cli.engine.run_lock import RunLock
+from gan_cli.engine.run_lock import RunLock, is_main_process
 from gan_cli.engine.run_state import RunState
 from gan_cli.engine.schedules import lr_schedulers
 from gan_cli.engine.setup import compiled, configure_backends, make_optimizers, make_penalty
@@ -49,8 +49,10 @@ log = logging.getLogger(__name__)  # Hydra sends it to <run>/train.log
 
 
 class Trainer(Monitoring, Outputs, RunState):
-    def __init__(self, cfg: DictConfig, run_dir: Path, choices: dict[str, str] | None = None):
+    def __init__(self, cfg: DictConfig, run_dir: Path, choices: dict[str, str] | None = None,
+                 overrides: list[str] | None = None):
         self.cfg, self.run_dir, self.choices = cfg, Path(run_dir), choices or {}
+        self.overrides = list(overrides or [])  # the command line's (and the sweep's): they lead the HParams table
         t = self.t = cfg.trainer
         validate_trainer(t)
         self.world = init_world(t.device)
@@ -173,7 +175,8 @@ class Trainer(Monitoring, Outputs, RunState):
             self.save()
 
 
-def train(cfg: DictConfig, run_dir: str | Path, choices: dict[str, str] | None = None) -> dict[str, Any]:
+def train(cfg: DictConfig, run_dir: str | Path, choices: dict[str, str] | None = None,
+          overrides: list[str] | None = None) -> dict[str, Any]:
     """Train a GAN as `cfg` says, writing everything under `run_dir`. No Hydra needed."""
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -181,7 +184,7 @@ def train(cfg: DictConfig, run_dir: str | Path, choices: dict[str, str] | None =
     lock = RunLock(run_dir) if is_main_process() else contextlib.nullcontext()
     try:
         with lock, StopOnSignal() as stop:  # one writer per run folder; a stop signal while starting counts too
-            return Trainer(cfg, run_dir, choices).fit(stop)
+            return Trainer(cfg, run_dir, choices, overrides).fit(stop)
     finally:
         if torch.distributed.is_initialized():
             torch.distributed.destroy_process_group()

@@ -1,0 +1,53 @@
+"""The CLI answers at once: help, config printing and config errors never import torch (seconds on a slow CPU)."""
+import subprocess
+import sys
+
+import pytest
+
+from tests.conftest import REPO
+
+HEAVY = ("torch", "torchvision", "tensorboard", "sklearn")
+PROBE = """
+import sys
+sys.argv = ["gan", *sys.argv[1:]]
+from gan_cli.cli import main
+try:
+    main()
+except SystemExit as e:
+    code = e.code
+else:
+    code = 0
+print("HEAVY", sorted(m for m in {heavy} if m in sys.modules), "EXIT", code, file=sys.stderr)
+""".format(heavy=HEAVY)
+
+
+def probe(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-c", PROBE, *args], cwd=REPO, capture_output=True, text=True,
+                          timeout=120)
+
+
+@pytest.mark.parametrize("args, code", [
+    (["train", "--help"], 0),
+    (["train", "--cfg", "job"], 0),
+    (["train", "--info"], 0),
+    (["train", "model=dcgan", "loss=wgan_gp", "--cfg", "job"], 0),
+    (["train", "model=nope"], 1),                       # Hydra: no such option in a group
+    (["train", "trainer.nonsense=1"], 1),               # the schema: no such key
+    (["train", "trainer.max_steps=-1"], 1),             # gan_cli's own range checks
+    (["train", "trainer.precision=fp8"], 1),
+    (["train", "model._target_=os.system"], 1),         # the trust check
+    (["sample", "--help"], 0),
+    (["sample", "ckpt=/no/such/run"], 1),
+    (["eval", "--help"], 0),
+    (["eval", "ckpt=/no/such/run"], 1),
+])
+def test_answers_without_importing_the_heavy_libraries(args, code):
+    out = probe(*args)
+    assert f"HEAVY [] EXIT {code}" in out.stderr, out.stdout[-2000:] + out.stderr[-2000:]
+
+
+def test_help_still_lists_every_config_group_and_option():
+    out = probe("train", "--help")
+    for line in ("model: cgan, cyclegan, dcgan, mlp, pix2pix, resnet, sagan", "loss: bce, hinge, lsgan",
+                 "experiment: cyclegan_digits", "optimizer: adam, adam_wgan, rmsprop, ttur"):
+        assert line in out.stdout, out.stdout
