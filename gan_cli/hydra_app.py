@@ -10,6 +10,7 @@ from typing import Any, Callable, NoReturn
 
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import MissingMandatoryValue
 
 from gan_cli.engine.interrupt import StopNow, exit_code, signal_name
 from gan_cli.engine.run_lock import RunFolderBusy, RunLock, is_main_process
@@ -39,6 +40,12 @@ def report_errors(app: Callable[..., Any]) -> Callable[..., Any]:
             if full_error():
                 raise
             exit_with(e)
+        except MissingMandatoryValue as e:  # a `???` key left unset, e.g. `gan sample` without ckpt=
+            if full_error():
+                raise
+            key = e.full_key or "a required key"
+            exit_with(ConfigError(f"{key} is required: give it on the command line, e.g. `{key}=VALUE` "
+                                  f"(`--help` lists every key)."))
         except KeyboardInterrupt as e:
             if full_error():
                 raise

@@ -40,6 +40,10 @@ def probe(*args: str) -> subprocess.CompletedProcess:
     (["sample", "ckpt=/no/such/run"], 1),
     (["eval", "--help"], 0),
     (["eval", "ckpt=/no/such/run"], 1),
+    (["sample"], 1),                                    # ckpt is required
+    (["export", "--help"], 0),
+    (["export", "ckpt=/no/such/run", "out=g.pt2"], 1),
+    (["export", "ckpt=/no/such/run", "out=g.tflite"], 1),
 ])
 def test_answers_without_importing_the_heavy_libraries(args, code):
     out = probe(*args)
