@@ -71,7 +71,8 @@ class TrainerConfig:
     device: str = "auto"  # auto (CUDA, then MPS, then CPU) | cpu | cuda | cuda:N | mps
     precision: str = "fp32"  # fp32 | bf16 | fp16 (autocast; fp16 adds grad scalers)
     compile: bool = False  # torch.compile G and D (falls back to eager with a message if it cannot)
-    channels_last: bool = False  # NHWC memory layout for conv models (faster on tensor cores)
+    channels_last: bool = False  # NHWC memory layout for conv models (tensor cores; oneDNN on AVX-512 CPUs)
+    threads: int = 0  # CPU threads for torch; 0: auto (1 for 2D data, whose tiny ops only lose from sharing; else the cores)
     tf32: bool = True  # TF32 matmuls/convolutions on Ampere and newer GPUs
     sync_bn: bool = False  # under torchrun: BatchNorm statistics over the global batch
     seed: int = 0
@@ -151,7 +152,7 @@ def validate_trainer(trainer: Any) -> None:
         value = trainer[key]
         if value <= 0:
             raise ConfigError(f"trainer.{key} must be a positive integer, got {value}.")
-    for key in ("snapshot_every", "num_workers", "eval_every", "unroll_steps", "instance_noise_steps"):
+    for key in ("threads", "snapshot_every", "num_workers", "eval_every", "unroll_steps", "instance_noise_steps"):
         if trainer[key] < 0:
             raise ConfigError(f"trainer.{key} must be 0 or more, got {trainer[key]}.")
     for key in ("data_in_memory_gb", "instance_noise", "mode_seeking"):

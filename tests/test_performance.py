@@ -1,4 +1,6 @@
 """Precision, memory layout and compilation options train correctly; perf scalars are logged."""
+import logging
+
 import pytest
 import torch
 
@@ -25,6 +27,20 @@ def test_channels_last_trains_like_contiguous(tmp_path):
     a = train(compose_cfg(*FAST, *TINY_DCGAN), tmp_path / "a")
     b = train(compose_cfg(*FAST, *TINY_DCGAN, "trainer.channels_last=true"), tmp_path / "b")
     assert b["loss/G"] == pytest.approx(a["loss/G"], rel=1e-3, abs=1e-4)  # same maths, other layout
+
+
+@pytest.mark.parametrize("overrides, threads", [
+    (TINY_MLP_RING, 1),                            # 2D data: one thread, whatever the machine
+    ([*TINY_MLP_RING, "trainer.threads=2"], 2),    # the user's choice wins
+    (TINY_DCGAN, torch.get_num_threads()),         # images: torch's default, one per core
+])
+def test_threads_fit_the_model_and_are_restored_after_the_run(overrides, threads, run_dir, caplog, monkeypatch):
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    before = torch.get_num_threads()
+    with caplog.at_level(logging.INFO, logger="gan_cli.engine.trainer"):
+        train(compose_cfg(*FAST, *overrides, "trainer.max_steps=2"), run_dir)
+    assert f"device cpu ({threads} thread" in caplog.text
+    assert torch.get_num_threads() == before
 
 
 def test_perf_scalars_are_logged(run_dir):

@@ -1,6 +1,7 @@
 """Setting a run up: backends, optimizers, compilation, memory readings."""
 from __future__ import annotations
 
+import os
 import re
 
 import torch
@@ -9,6 +10,17 @@ from omegaconf import DictConfig
 from gan_cli.engine.build import build
 from gan_cli.errors import ConfigError
 from gan_cli.logging import console as ui
+
+
+def configure_threads(threads: int, data_kind: str) -> int:
+    """torch's CPU threads: `threads` when set, else 1 for 2D data (ops of a few microseconds lose more to
+    synchronising threads than they gain, and collapse when another process shares the cores), else
+    torch's default (one per core, or OMP_NUM_THREADS). Returns the number in use."""
+    if threads > 0:
+        torch.set_num_threads(threads)
+    elif data_kind == "points" and "OMP_NUM_THREADS" not in os.environ:
+        torch.set_num_threads(1)
+    return torch.get_num_threads()
 
 
 def configure_backends(device: torch.device, tf32: bool) -> None:

@@ -35,7 +35,7 @@ from gan_cli.engine.resume_changes import Change
 from gan_cli.engine.run_lock import RunLock, is_main_process
 from gan_cli.engine.run_state import RunState
 from gan_cli.engine.schedules import lr_schedulers
-from gan_cli.engine.setup import compiled, configure_backends, make_optimizers, make_penalty
+from gan_cli.engine.setup import compiled, configure_backends, configure_threads, make_optimizers, make_penalty
 from gan_cli.engine.updates import Updates
 from gan_cli.errors import TrainingDiverged
 from gan_cli.games.base import Setup
@@ -63,6 +63,7 @@ class Trainer(Monitoring, Outputs, RunState):
         torch.manual_seed(t.seed)  # the same initial weights on every rank
 
         data = self.data = materialize(build("dataset", cfg.dataset), t.data_in_memory_gb, t.num_workers)
+        configure_threads(t.threads, data.kind)
         models = build_models(cfg.model, data.kind, data.shape, data.num_classes, data.input_shape,
                               self.choices.get("dataset") or data.name)
         layout = torch.channels_last if t.channels_last and data.kind != "points" else torch.contiguous_format
@@ -182,9 +183,11 @@ def train(cfg: DictConfig, run_dir: str | Path, choices: dict[str, str] | None =
     run_dir.mkdir(parents=True, exist_ok=True)
     check_config(cfg, "The training config")
     lock = RunLock(run_dir) if is_main_process() else contextlib.nullcontext()
+    threads = torch.get_num_threads()  # trainer.threads holds for this run only
     try:
         with lock, StopOnSignal() as stop:  # one writer per run folder; a stop signal while starting counts too
             return Trainer(cfg, run_dir, choices, overrides).fit(stop)
     finally:
+        torch.set_num_threads(threads)
         if torch.distributed.is_initialized():
             torch.distributed.destroy_process_group()
