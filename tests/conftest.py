@@ -8,6 +8,9 @@ from pathlib import Path
 
 import time
 
+if os.environ.get("PYTEST_XDIST_WORKER"):  # one thread per worker: workers x threads <= cores (before torch loads)
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+
 import pytest
 import torch
 from hydra import compose, initialize_config_dir
