@@ -176,12 +176,13 @@ def list_groups_from_one_copy() -> None:
     The listing only reads the config sources, which do not change while a process runs.
     """
     from hydra._internal.config_loader_impl import ConfigLoaderImpl
+    from hydra.core.object_type import ObjectType
 
     list_options = ConfigLoaderImpl.get_group_options
     if getattr(list_options, "one_copy", False):
         return
 
-    def get_group_options(self: Any, group_name: str, results_filter: Any = list_options.__defaults__[0],
+    def get_group_options(self: Any, group_name: str, results_filter: Any = ObjectType.CONFIG,
                           config_name: str | None = None, overrides: list[str] | None = None) -> list[str]:
         copies = self.__dict__.setdefault("_gan_cli_repositories", {})
         key = (config_name, tuple(overrides or ()))
