@@ -1,9 +1,9 @@
 """`gan`: one console script, one Hydra app per command."""
 from __future__ import annotations
 
-import signal
 import sys
 
+from gan_cli.engine.interrupt import ctrl_c_held
 from gan_cli.trust import take_trust_flags
 
 COMMANDS = {
@@ -56,17 +56,12 @@ def main(argv: list[str] | None = None) -> None:
 
 
 def import_quietly(name: str, command: str):
-    """Import a command's module (seconds: torch) with Ctrl-C held back until it is done: a Ctrl-C
-    inside a C extension's import would leave a half-imported module and a traceback."""
-    pending: list[int] = []
-    previous = signal.signal(signal.SIGINT, lambda signum, frame: pending.append(signum))
+    """Import a command's module with Ctrl-C held back until it is done (see `ctrl_c_held`)."""
     try:
-        module = __import__(name, fromlist=["main"])
-    finally:
-        signal.signal(signal.SIGINT, previous)
-    if pending:
+        with ctrl_c_held():
+            return __import__(name, fromlist=["main"])
+    except KeyboardInterrupt:
         stopped_while_starting(command)
-    return module
 
 
 def stopped_while_starting(command: str) -> None:

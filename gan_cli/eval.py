@@ -9,6 +9,7 @@ from omegaconf import DictConfig
 
 from gan_cli.config import check_eval_sizes, config_dir
 from gan_cli.engine.checkpoint import find_checkpoint
+from gan_cli.engine.interrupt import ctrl_c_held
 from gan_cli.hydra_app import ensure_parent, report_errors, write_error
 from gan_cli.logging.console import console, print_metrics
 
@@ -20,9 +21,10 @@ def main(cfg: DictConfig) -> dict:
     if cfg.out:
         ensure_parent(Path(cfg.out))  # before minutes of sampling, not after
     find_checkpoint(cfg.ckpt, key="ckpt")  # a wrong path is reported before seconds of importing torch
-    from gan_cli.engine.device import resolve_device  # torch: imported once the config is checked
-    from gan_cli.engine.restore import load_generator
-    from gan_cli.metrics.evaluate import EvalSettings
+    with ctrl_c_held():  # torch: imported once the config is checked, and not cut in half by a Ctrl-C
+        from gan_cli.engine.device import resolve_device
+        from gan_cli.engine.restore import load_generator
+        from gan_cli.metrics.evaluate import EvalSettings
 
     device = resolve_device(cfg.device)
     run = load_generator(cfg.ckpt, device, ema=cfg.ema)

@@ -20,6 +20,7 @@ from rich.markup import escape
 
 from gan_cli.config import config_dir
 from gan_cli.engine.checkpoint import find_checkpoint
+from gan_cli.engine.interrupt import ctrl_c_held
 from gan_cli.errors import ConfigError, GanCliError
 from gan_cli.hydra_app import ensure_parent, report_errors, write_error
 from gan_cli.logging.console import Stopwatch, console
@@ -64,8 +65,9 @@ def check_onnx_installed(out: Path) -> None:
 
 
 def export(cfg: DictConfig, out: Path) -> None:
-    from gan_cli.engine.device import resolve_device  # torch: imported once the config is checked
-    from gan_cli.engine.restore import load_generator
+    with ctrl_c_held():  # torch: imported once the config is checked, and not cut in half by a Ctrl-C
+        from gan_cli.engine.device import resolve_device
+        from gan_cli.engine.restore import load_generator
 
     clock = Stopwatch()
     fmt = out.suffix.lower()

@@ -112,8 +112,10 @@ class RunFolderCheck(Callback):
     def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
         self._check(config, "hydra.run.dir")
         if is_main_process():  # one writer: refused here, before Hydra writes .hydra/ and train.log
+            run_dir = Path(str(config.hydra.run.dir))
+            run_dir.mkdir(parents=True, exist_ok=True)  # made by _check, unless HYDRA_FULL_ERROR=1 skipped it
             try:
-                self.lock = RunLock(Path(str(config.hydra.run.dir))).acquire()  # until on_run_end
+                self.lock = RunLock(run_dir).acquire()  # until on_run_end
             except RunFolderBusy as e:
                 exit_with(e)
 

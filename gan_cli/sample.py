@@ -9,6 +9,7 @@ from omegaconf import DictConfig
 
 from gan_cli.config import check_positive_ints, config_dir
 from gan_cli.engine.checkpoint import find_checkpoint
+from gan_cli.engine.interrupt import ctrl_c_held
 from gan_cli.hydra_app import report_errors
 
 
@@ -17,7 +18,8 @@ from gan_cli.hydra_app import report_errors
 def main(cfg: DictConfig) -> None:
     check_positive_ints(cfg, ("num", "batch_size") + (("interp_steps",) if cfg.mode == "interp" else ()))
     find_checkpoint(cfg.ckpt, key="ckpt")  # a wrong path is reported before seconds of importing torch
-    from gan_cli.sampling import sample
+    with ctrl_c_held():  # seconds of imports, which a Ctrl-C must not cut in half
+        from gan_cli.sampling import sample
 
     sample(cfg)
 

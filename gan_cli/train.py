@@ -17,7 +17,7 @@ from rich.console import Console, ConsoleRenderable, RenderHook
 from rich.text import Text
 
 from gan_cli.config import config_dir, register_schema, validate_trainer
-from gan_cli.engine.interrupt import exit_code
+from gan_cli.engine.interrupt import ctrl_c_held, exit_code
 from gan_cli.hydra_app import report_errors
 from gan_cli.logging import console as ui
 from gan_cli.logging.console import print_config_tree
@@ -30,11 +30,12 @@ register_schema()
 @report_errors
 def main(cfg: DictConfig) -> float | None:
     validate_trainer(cfg.trainer)  # config errors first: before seconds of importing torch
-    check_config(cfg, "The training config")
-    import torch
+    with ctrl_c_held():  # seconds of imports, which a Ctrl-C must not cut in half
+        check_config(cfg, "The training config")  # imports torch for torch.optim targets
+        import torch
 
-    from gan_cli.engine.device import device_for_job
-    from gan_cli.engine.trainer import train
+        from gan_cli.engine.device import device_for_job
+        from gan_cli.engine.trainer import train
 
     hc = HydraConfig.get()
     job_num = hc.job.num if hc.mode == RunMode.MULTIRUN else None

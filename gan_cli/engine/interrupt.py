@@ -7,10 +7,11 @@ requeue on SIGUSR2, say) is called too, so a scheduler's own preemption logic st
 """
 from __future__ import annotations
 
+import contextlib
 import signal
 import threading
 from types import FrameType
-from typing import Any
+from typing import Any, Iterator
 
 from gan_cli.logging.console import console
 
@@ -32,6 +33,24 @@ def signal_name(signum: int) -> str:
 def exit_code(signum: int) -> int:
     """The shell's convention for a process ended by a signal: 128 + its number (130 for Ctrl-C)."""
     return 128 + signum
+
+
+@contextlib.contextmanager
+def ctrl_c_held() -> Iterator[None]:
+    """Hold a Ctrl-C back until the block ends, then raise KeyboardInterrupt. For imports of heavy
+    libraries (seconds: torch): a KeyboardInterrupt raised inside one can leave a half-imported module,
+    or be swallowed by a library's bare `except` so that the run goes on as if nothing happened."""
+    if threading.current_thread() is not threading.main_thread():
+        yield  # only the main thread receives signals
+        return
+    pending: list[int] = []
+    previous = signal.signal(signal.SIGINT, lambda signum, frame: pending.append(signum))
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    if pending:
+        raise KeyboardInterrupt
 
 
 def ignore_stop_signals(worker_id: int = 0) -> None:
