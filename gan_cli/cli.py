@@ -3,8 +3,7 @@ from __future__ import annotations
 
 import sys
 
-from gan_cli.engine.interrupt import ctrl_c_held
-from gan_cli.trust import take_trust_flags
+from gan_cli.engine.interrupt import hold_ctrl_c_until_the_app  # first: it holds Ctrl-C while `gan` starts
 
 COMMANDS = {
     "train": ("gan_cli.train", "train a GAN (Hydra overrides: model=dcgan loss=wgan_gp ...)"),
@@ -36,6 +35,9 @@ examples:
 
 
 def main(argv: list[str] | None = None) -> None:
+    hold_ctrl_c_until_the_app()  # each command's main releases it (Hydra apps: in report_errors)
+    from gan_cli.trust import take_trust_flags
+
     argv = take_trust_flags(sys.argv[1:] if argv is None else argv)  # before Hydra sees them; children inherit
     if not argv or argv[0] in ("-h", "--help", "help"):
         width = max(len(c) for c in COMMANDS)
@@ -47,20 +49,10 @@ def main(argv: list[str] | None = None) -> None:
         print(f"gan: unknown command {command!r}. Valid commands: {', '.join(COMMANDS)}. See `gan --help`.",
               file=sys.stderr)
         sys.exit(2)
-    module = import_quietly(COMMANDS[command][0], command)
     sys.argv = [f"gan {command}", *rest]
     try:
-        module.main()
-    except KeyboardInterrupt:  # Ctrl-C while the config is composed, before the app's own handling
-        stopped_while_starting(command)
-
-
-def import_quietly(name: str, command: str):
-    """Import a command's module with Ctrl-C held back until it is done (see `ctrl_c_held`)."""
-    try:
-        with ctrl_c_held():
-            return __import__(name, fromlist=["main"])
-    except KeyboardInterrupt:
+        __import__(COMMANDS[command][0], fromlist=["main"]).main()
+    except KeyboardInterrupt:  # a Ctrl-C the app raised on starting (report_errors has its own message)
         stopped_while_starting(command)
 
 

@@ -19,6 +19,7 @@ from pathlib import Path
 
 from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn, TransferSpeedColumn
 
+from gan_cli.engine.interrupt import release_ctrl_c
 from gan_cli.errors import DownloadError, GanCliError
 from gan_cli.logging.console import console, print_error
 
@@ -177,6 +178,10 @@ def _status(file: Path, asset: Asset) -> str:
 
 
 def main(argv: list[str] | None = None) -> None:
+    try:
+        release_ctrl_c()  # held by `gan` while it started; a Ctrl-C from then on stops the download
+    except KeyboardInterrupt:
+        sys.exit(130)
     parser = argparse.ArgumentParser(
         prog="gan fetch",
         description="Download a file gan_cli needs but cannot ship, checked against its sha256. "

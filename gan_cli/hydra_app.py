@@ -12,7 +12,7 @@ from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import MissingMandatoryValue
 
-from gan_cli.engine.interrupt import StopNow, exit_code, signal_name
+from gan_cli.engine.interrupt import StopNow, exit_code, release_ctrl_c, signal_name
 from gan_cli.engine.run_lock import RunFolderBusy, RunLock, is_main_process
 from gan_cli.errors import ConfigError, GanCliError
 from gan_cli.logging.console import console, print_error
@@ -35,6 +35,7 @@ def report_errors(app: Callable[..., Any]) -> Callable[..., Any]:
     @functools.wraps(app)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
+            release_ctrl_c()  # a Ctrl-C held while the command started is raised here, then handled below
             return app(*args, **kwargs)
         except GanCliError as e:
             if full_error():

@@ -13,8 +13,6 @@ import threading
 from types import FrameType
 from typing import Any, Iterator
 
-from gan_cli.logging.console import console
-
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGUSR1, signal.SIGUSR2)
 
 
@@ -53,6 +51,30 @@ def ctrl_c_held() -> Iterator[None]:
         raise KeyboardInterrupt
 
 
+_held_at_start: list[int] | None = None  # Ctrl-Cs received while hold_ctrl_c_until_the_app() holds them
+
+
+def hold_ctrl_c_until_the_app() -> None:
+    """Record a Ctrl-C from here until `release_ctrl_c()`, instead of raising it: while a command starts,
+    Hydra, OmegaConf and library imports run code that can swallow a KeyboardInterrupt (the run then went
+    on as if nothing happened) or turn it into another error. The app raises it at a known point."""
+    global _held_at_start
+    if threading.current_thread() is threading.main_thread():
+        _held_at_start = []
+        signal.signal(signal.SIGINT, lambda signum, frame: _held_at_start.append(signum))
+
+
+def release_ctrl_c() -> None:
+    """Ctrl-C raises KeyboardInterrupt again; one received while it was held is raised now."""
+    global _held_at_start
+    if _held_at_start is None:
+        return
+    pending, _held_at_start = _held_at_start, None
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    if pending:
+        raise KeyboardInterrupt
+
+
 def ignore_stop_signals(worker_id: int = 0) -> None:
     """For DataLoader workers: a Ctrl-C reaches the whole process group, but only the main process
     decides when to stop; a worker that died with it would cut the iteration in half."""
@@ -80,6 +102,8 @@ class StopOnSignal:
         if self.requested:
             raise StopNow(signum)
         self.signum = signum
+        from gan_cli.logging.console import console  # imported here: `gan` loads this module first, in a hurry
+
         console.print(f"\n[yellow]{signal_name(signum)}: stopping at the end of this iteration and saving a "
                       f"checkpoint (send it again to stop at once without saving).[/]", highlight=False)
 
