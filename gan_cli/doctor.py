@@ -48,7 +48,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from gan_cli.config import DoctorConfig  # noqa: F401  (defined there: the schema needs it without torch)
+from gan_cli.config import DoctorConfig  # defined with the schema, which must load without torch
 
 SYMPTOMS = ("non_finite", "d_overpowers_g", "vanishing_gradients", "g_wins", "mode_collapse",
             "oscillation", "critic_flat", "gp_off")

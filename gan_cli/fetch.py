@@ -60,7 +60,8 @@ def torch_hub_dir() -> Path:
     return Path(os.path.expanduser(home)) / "hub"
 
 
-def file_sha256(path: Path) -> str:
+def file_sha256(path: str | os.PathLike) -> str:
+    """sha256 hex of a file's bytes, read in chunks (here, not beside the extractors: no torch)."""
     digest = hashlib.sha256()
     with open(path, "rb") as f:
         while chunk := f.read(1 << 20):

@@ -110,10 +110,3 @@ def state_dict_sha256(state_dict: dict[str, Tensor]) -> str:
     return h.hexdigest()
 
 
-def file_sha256(path: str) -> str:
-    """sha256 hex of a file's bytes, read in chunks."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()

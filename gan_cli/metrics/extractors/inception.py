@@ -21,10 +21,11 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torchvision.models.inception import BasicConv2d, InceptionA, InceptionB, InceptionC, InceptionD, InceptionE
 
+from gan_cli.fetch import ASSETS, file_sha256
+from gan_cli.fetch import fetch as fetch_asset  # pytorch-fid's release, or $GAN_CLI_FID_WEIGHTS_URL
 from gan_cli.metrics.extractors.base import (
     ExtractorError,
     FeatureExtractor,
-    file_sha256,
     resize_bilinear,
     to_channels,
 )
@@ -166,8 +167,6 @@ def default_weights_dir() -> Path:
 
 
 def _missing_message(where: str) -> str:
-    from gan_cli.fetch import ASSETS
-
     return (
         f"The FID Inception weights file {FID_WEIGHTS_NAME} was not found: {where}. Download it once with "
         f"`gan fetch fid-inception` (into {default_weights_dir()}, that is $TORCH_HOME/hub/checkpoints; "
@@ -195,8 +194,6 @@ def _resolve(path: str | os.PathLike | None, fetch: bool = False) -> Path:
         return candidate
     if not fetch:
         raise ExtractorError(_missing_message(where))
-    from gan_cli.fetch import fetch as fetch_asset  # pytorch-fid's release, or $GAN_CLI_FID_WEIGHTS_URL
-
     return fetch_asset("fid-inception", candidate)
 
 
