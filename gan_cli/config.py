@@ -146,6 +146,14 @@ def check_eval_sizes(node: Any, prefix: str = "") -> None:
     check_positive_ints(node, ("batch_size",), prefix)
 
 
+def check_truncation(value: Any) -> None:
+    """`truncation` of `gan sample` / `gan eval`: unset, or psi in (0, 1] (gan_cli.truncation)."""
+    ok = value is None or (isinstance(value, (int, float)) and not isinstance(value, bool) and 0 < value <= 1)
+    if not ok:
+        raise ConfigError(f"truncation={value!r} is not valid: it must be a number in (0, 1] (1: no truncation, "
+                          f"0.7 is typical; smaller: more typical samples, less variety), or unset.")
+
+
 def validate_trainer(trainer: Any) -> None:
     """Range checks the type system cannot express; each error names the key and what is valid."""
     for key in _POSITIVE:

@@ -7,7 +7,7 @@ from pathlib import Path
 import hydra
 from omegaconf import DictConfig
 
-from gan_cli.config import check_eval_sizes, config_dir
+from gan_cli.config import check_eval_sizes, check_truncation, config_dir
 from gan_cli.engine.checkpoint import find_checkpoint
 from gan_cli.engine.interrupt import ctrl_c_held
 from gan_cli.hydra_app import ensure_parent, report_errors, write_error
@@ -18,6 +18,7 @@ from gan_cli.logging.console import console, print_metrics
 @report_errors
 def main(cfg: DictConfig) -> dict:
     check_eval_sizes(cfg)
+    check_truncation(cfg.get("truncation"))
     if cfg.out:
         ensure_parent(Path(cfg.out))  # before minutes of sampling, not after
     find_checkpoint(cfg.ckpt, key="ckpt")  # a wrong path is reported before seconds of importing torch
@@ -25,14 +26,17 @@ def main(cfg: DictConfig) -> dict:
         from gan_cli.engine.device import resolve_device
         from gan_cli.engine.restore import load_generator
         from gan_cli.metrics.evaluate import EvalSettings
+        from gan_cli.truncation import check_supported
 
     device = resolve_device(cfg.device)
     run = load_generator(cfg.ckpt, device, ema=cfg.ema)
+    check_supported(next(iter(run.networks.values())), cfg.get("truncation"), run.model_name)
     settings = EvalSettings.from_config(cfg)
     evaluate = run.game.evaluator(run.config.dataset, None, settings, device, run.latent_dim)
     results, protocol = evaluate(run.networks)
     protocol.update({"checkpoint": str(run.checkpoint), "step": run.step,
-                     "generator": "ema" if run.used_ema else "live", "device": str(device)})
+                     "generator": "ema" if run.used_ema else "live", "device": str(device),
+                     **({"truncation": cfg.truncation} if cfg.get("truncation") is not None else {})})
     out = Path(cfg.out) if cfg.out else run.run_dir / "eval.json"
     ensure_parent(out)
     try:

@@ -23,6 +23,7 @@ BUILDERS = frozenset({
     "gan_cli.models.dcgan.build", "gan_cli.models.mlp.build", "gan_cli.models.cgan.build",
     "gan_cli.models.resnet.build", "gan_cli.models.sagan.build",
     "gan_cli.models.translation.build", "gan_cli.models.cyclegan.build",
+    "gan_cli.models.stylegan.build", "gan_cli.models.progan.build", "gan_cli.models.biggan.build",
     "gan_cli.data.embedded.digits", "gan_cli.data.embedded.ring8", "gan_cli.data.embedded.grid25",
     "gan_cli.data.embedded.fake",
     "gan_cli.data.vision.mnist", "gan_cli.data.vision.fashion_mnist", "gan_cli.data.vision.cifar10",

@@ -37,7 +37,7 @@ def build_models(model: DictConfig, kind: str, shape: tuple[int, ...], num_class
     node, game_name, options = split_model_config(model)
     game = game_class(game_name)
     if kind not in game.data_kinds:
-        model_name = game_name if game_name != "adversarial" else _model_name(node)
+        model_name = game_name if game_name != "adversarial" else model_name(node)
         hint = f" ({KIND_WORDS[kind]} are for {MODELS_FOR[kind]})" if kind in MODELS_FOR else ""
         raise ConfigError(
             f"model={model_name} ({game_name} game) trains on {KIND_WORDS[game.data_kinds[0]]}, but dataset="
@@ -50,6 +50,7 @@ def build_models(model: DictConfig, kind: str, shape: tuple[int, ...], num_class
     return Models(game, dict(built), 0, options)
 
 
-def _model_name(node: DictConfig) -> str:
+def model_name(node: DictConfig) -> str:
+    """The model's name from its builder, `gan_cli.models.<name>.build` -> <name>."""
     target = str(node.get("_target_", "?"))
     return target.rsplit(".", 2)[-2] if target.count(".") >= 2 else target

@@ -9,7 +9,9 @@ from omegaconf import DictConfig, OmegaConf
 from torch import Tensor, nn
 
 from gan_cli.engine.checkpoint import find_checkpoint, load_checkpoint
-from gan_cli.engine.networks import build_models
+from gan_cli.engine.networks import build_models, model_name
+from gan_cli.games.base import seeded
+from gan_cli.truncation import kind_of as truncation_kind, normal
 
 
 @dataclass
@@ -28,6 +30,11 @@ class Restored:
     def generator(self) -> nn.Module:
         """G of a noise-to-sample game."""
         return self.networks["G"]
+
+    @property
+    def model_name(self) -> str:
+        """The model's name as `model=` gives it (dcgan, stylegan, ...)."""
+        return model_name(self.config.model)
 
     @property
     def conditional(self) -> bool:
@@ -54,13 +61,19 @@ def load_generator(ckpt: str | Path, device: torch.device, ema: bool = True) -> 
 
 @torch.no_grad()
 def generate(G: nn.Module, num: int, latent_dim: int, device: torch.device, batch_size: int = 256,
-             seed: int = 0, labels: Tensor | None = None, z: Tensor | None = None) -> Tensor:
-    """`num` samples from G in batches, on the CPU: (num, *shape). Repeatable for a seed."""
+             seed: int = 0, labels: Tensor | None = None, z: Tensor | None = None,
+             truncation: float | None = None) -> Tensor:
+    """`num` samples from G in batches, on the CPU: (num, *shape). Repeatable for a seed: z comes from it, and
+    so does what G draws itself (StyleGAN's noise inputs), without touching the caller's random state.
+    `truncation`: psi of the truncation trick, done as G's kind does it (gan_cli.truncation)."""
+    kind = truncation_kind(G) if truncation is not None else None
     if z is None:
-        z = torch.randn(num, latent_dim, generator=torch.Generator().manual_seed(seed))
+        z = normal((num, latent_dim), torch.Generator().manual_seed(seed), truncation if kind == "z" else None)
+    extra = {"truncation": truncation} if kind == "w" else {}
     out = []
-    for start in range(0, num, batch_size):
-        zb = z[start : start + batch_size].to(device)
-        yb = None if labels is None else labels[start : start + batch_size].to(device)
-        out.append(G(zb, yb).float().cpu())
+    with seeded(seed, device):
+        for start in range(0, num, batch_size):
+            zb = z[start : start + batch_size].to(device)
+            yb = None if labels is None else labels[start : start + batch_size].to(device)
+            out.append(G(zb, yb, **extra).float().cpu())
     return torch.cat(out)

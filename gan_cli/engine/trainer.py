@@ -70,12 +70,12 @@ class Trainer(Monitoring, Outputs, RunState):
         self.networks = {k: m.to(self.device, memory_format=layout) for k, m in models.networks.items()}
         self.latent_dim = models.latent_dim
         self.loss = build("loss", cfg.loss)
-        self.optimizers = make_optimizers(models.game.optimizers, cfg.optimizer, self.networks, self.device)
+        setup = Setup(self.loss, make_penalty(cfg.get("penalty")), t, self.world.rank)
+        self.game = models.game(self.networks, data, setup, latent_dim=models.latent_dim, **models.options)
+        self.optimizers = make_optimizers(self.game.optimizers, cfg.optimizer, self.networks, self.device)
         self.precision = Precision(t.precision, self.device, tuple(self.optimizers))
         torch.manual_seed(t.seed + self.world.rank)  # per-rank randomness (dropout, augmentation, penalties)
 
-        setup = Setup(self.loss, make_penalty(cfg.get("penalty")), t, self.world.rank)
-        self.game = models.game(self.networks, data, setup, latent_dim=models.latent_dim, **models.options)
         self.fixed = {k: v.to(self.device) for k, v in self.game.fixed_inputs(t.num_samples, t.seed).items()}
         self.doctor = Doctor(DoctorConfig(**t.doctor), self.loss.probabilities, isinstance(self.loss, Wasserstein))
         self.emas = {name: EMA(self.networks[name], t.ema.decay, t.ema.warmup)

@@ -17,6 +17,9 @@ GAMES = {  # name -> "module:class", imported when used
     "adversarial": "gan_cli.games.adversarial:Adversarial",
     "pix2pix": "gan_cli.games.pix2pix:Pix2Pix",
     "cyclegan": "gan_cli.games.cyclegan:CycleGAN",
+    "stylegan": "gan_cli.games.stylegan:StyleGAN2",
+    "progan": "gan_cli.games.progan:ProGAN",
+    "biggan": "gan_cli.games.biggan:BigGAN",
 }
 
 

@@ -15,7 +15,7 @@ import torch
 from torch import Tensor, nn
 
 from gan_cli.engine.distributed import unwrap
-from gan_cli.games.base import Game, Phase, eval_mode
+from gan_cli.games.base import Game, Phase, eval_mode, seeded
 from gan_cli.logging.pictures import image_grid, plot_extent, scatter_picture
 
 
@@ -99,14 +99,19 @@ class Adversarial(Game):
         with u.precision.autocast():
             fake_out = self.D_plain(u.d_input(fake, step), y).float()
             loss_g = self.loss.g_loss(fake_out)
-        total = loss_g
+        terms = self.g_regularisers()  # weighted, by name
+        u.record({f"penalty/{k}": v for k, v in terms.items()})
         if self.mode_seeking:
             ms = mode_seeking_term(z, fake.float())
-            u.record({"penalty/mode_seeking": ms})
-            total = loss_g + self.mode_seeking * ms
-        u.optimize("G", total, measure, watch=loss_g)
+            u.record({"penalty/mode_seeking": ms})  # before its weight
+            terms["mode_seeking"] = self.mode_seeking * ms
+        u.optimize("G", loss_g + sum(terms.values()), measure, watch=loss_g)
         D.requires_grad_(True)
         u.record({"loss/G": loss_g, "D/fake_g": self.score(fake_out)})
+
+    def g_regularisers(self) -> dict[str, Tensor]:
+        """Weighted terms a game adds to G's loss in every G update, by name (logged as penalty/<name>)."""
+        return {}
 
     # ---------------------------------------------------------------- samples
     def fixed_inputs(self, num: int, seed: int) -> dict[str, Tensor]:
@@ -123,7 +128,7 @@ class Adversarial(Game):
         return max(1, num // self.data.num_classes) if self.conditional else max(1, math.ceil(math.sqrt(num)))
 
     def sample_picture(self, networks: dict[str, nn.Module], fixed: dict[str, Tensor]) -> Tensor:
-        with torch.no_grad(), eval_mode(networks):
+        with torch.no_grad(), eval_mode(networks), seeded(0, fixed["z"].device):
             fake = networks["G"](fixed["z"], fixed["y"])
         if self.data.kind == "points":
             if not hasattr(self, "_real_points"):
@@ -154,7 +159,7 @@ class Adversarial(Game):
         def run(networks: dict[str, nn.Module]):
             with eval_mode(networks):
                 return evaluate(lambda num, seed: generate(networks["G"], num, latent_dim, device,
-                                                           settings.batch_size, seed))
+                                                           settings.batch_size, seed, truncation=settings.truncation))
         return run
 
 

@@ -16,6 +16,7 @@ The engine calls, in order:
 """
 from __future__ import annotations
 
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Callable, ClassVar
 
@@ -66,7 +67,7 @@ class Game:
     data_kinds: ClassVar[tuple[str, ...]] = ("image", "points")  # GanData.kind values it trains on
     generators: ClassVar[tuple[str, ...]] = ("G",)  # networks whose outputs are the samples (EMA averages them)
     discriminators: ClassVar[tuple[str, ...]] = ("D",)
-    optimizers: ClassVar[dict[str, OptimizerSpec]] = {
+    optimizers: dict[str, OptimizerSpec] = {  # an instance may set its own (lazy_every from its options)
         "G": OptimizerSpec("generator", ("G",)), "D": OptimizerSpec("discriminator", ("D",))}
     lr_decay: ClassVar[tuple[str, float]] = ("none", 0.0)  # what trainer.lr_decay=auto means: (kind, start)
     translators: ClassVar[dict[str, str]] = {}  # translation games: "ab" / "ba" -> the generator that maps it
@@ -144,6 +145,16 @@ class Game:
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         pass
+
+
+@contextmanager
+def seeded(seed: int, device: torch.device):
+    """Within the block torch's global RNG (CPU, and `device` if CUDA) starts from `seed`; afterwards it is as
+    before. For what a generator draws itself (StyleGAN's noise inputs) when sampling: repeatable, and
+    without moving the training run's random stream (exact resume)."""
+    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+        torch.manual_seed(seed)
+        yield
 
 
 def eval_mode(networks: dict[str, nn.Module]):

@@ -33,7 +33,14 @@ def tag_help(probabilities: bool) -> dict[str, str]:
         "penalty/*r2": "R2 penalty: (weight / 2) x ||grad D(G(z))||^2 on fakes, as added to D's loss.",
         "penalty/*dragan": "DRAGAN penalty: weight x (||grad D(x_p)|| - 1)^2 at perturbed real points, "
                            "as added to D's loss.",
+        "penalty/path_length": "StyleGAN2 path-length regulariser: weight x every x (|J_w^T y| - running mean)^2, "
+                               "as added to G's loss on its lazy steps (model.game.pl_every).",
+        "penalty/ortho": "BigGAN orthogonal regularisation: weight x sum of ||W W^T * (1 - I)||_F^2 over G's "
+                         "weights (not the shared class embedding), as added to G's loss.",
         "penalty/*": "Penalty on D (the `penalty` group or the loss's own), weighted, as added to D's loss.",
+        "stylegan/pl_mean": "StyleGAN2: running mean of the path lengths |J_w^T y| the regulariser pulls toward.",
+        "progan/resolution": "ProGAN: side of the images G and D train on now (mean over the log window).",
+        "progan/alpha": "ProGAN: fade-in weight of the newest resolution, 0 -> 1 while it fades in, 1 when stable.",
         "diag/gp_grad_norm": "WGAN-GP: mean ||grad D(x_hat)|| on the interpolates; the penalty holds it near 1.",
         "grad_norm/D": "L2 norm of all D gradients at the last D step before the log.",
         "grad_norm/G": "L2 norm of all G gradients at the last G step before the log.",

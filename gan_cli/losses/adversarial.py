@@ -129,10 +129,16 @@ class Wasserstein(GanLoss):
 
 class WassersteinGP(Wasserstein):
     """WGAN-GP (Gulrajani et al. 2017): Lipschitz by a penalty (|grad D(x_hat)| - 1)^2
-    on random interpolates between real and fake samples, weighted by `gp_weight`."""
+    on random interpolates between real and fake samples, weighted by `gp_weight`. `drift` > 0 adds
+    ProGAN's drift * E[D(x)^2] on real scores to D's loss, so that they cannot wander off (0.001 there)."""
 
-    def __init__(self, gp_weight: float = 10.0):
+    def __init__(self, gp_weight: float = 10.0, drift: float = 0.0):
         self.gp_weight = gp_weight
+        self.drift = _check_range("loss.drift", drift, 0.0, math.inf, False, "0 (off) or ProGAN's 0.001")
+
+    def d_loss(self, real, fake):
+        loss = fake.mean() - real.mean()
+        return loss + self.drift * real.pow(2).mean() if self.drift else loss
 
     def after_d_step(self, D):
         pass

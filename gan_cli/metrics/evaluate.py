@@ -62,6 +62,7 @@ class EvalSettings:
     fetch_weights: bool = False  # download the FID Inception weights when they are missing (opt in)
     cache_dir: str = "outputs/.cache"
     kid_subset_size: int | None = None  # None: min(1000, real count, num_fake)
+    truncation: float | None = None  # psi of the truncation trick (gan_cli.truncation); None: none
 
     @classmethod
     def from_config(cls, cfg: Any) -> "EvalSettings":
