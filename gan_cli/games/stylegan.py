@@ -1,0 +1,102 @@
+"""StyleGAN2's game (Karras et al. 2020): the adversarial game plus two lazy regularisers.
+
+Phases, as stylegan2-ada-pytorch's training loop runs them (Dmain, Dreg, Gmain, Greg):
+  D   the loss group's D step (the model file picks nonsaturating: softplus logistic)
+  R1  every `r1_every` iterations on optimizer D: (r1_gamma / 2) E|grad_x D(x)|^2 on a fresh
+      real batch, times r1_every (lazy regularisation, Sec. 3.1 and Appendix B)
+  G   the loss group's G step
+  PL  every `pl_every` iterations on optimizer G: path length regularisation (Sec. 3.2) on a
+      batch of batch_size // pl_batch_shrink: |J_w^T y| for y ~ N(0, I) / sqrt(H W) is pulled
+      toward its running mean `pl_mean`, times pl_weight x pl_every
+A regulariser of weight 0 has no phase, and its optimizer no lazy lr / betas adjustment.
+Logged before their weights: penalty/r1 (E|grad|^2), penalty/path_length (E(|J^T y| - pl_mean)^2),
+stylegan/pl_mean.
+"""
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import torch
+
+from gan_cli.errors import ConfigError
+from gan_cli.games.adversarial import Adversarial
+from gan_cli.games.base import OptimizerSpec, Phase
+
+
+def _check(key: str, value: Any, integer: bool = False, at_most_one: bool = False) -> None:
+    ok = isinstance(value, int if integer else (int, float)) and not isinstance(value, bool)
+    ok = ok and (value >= 1 if integer else 0 <= value <= (1 if at_most_one else math.inf))
+    if not ok:
+        what = "an integer, 1 or more" if integer else "a number in [0, 1]" if at_most_one else "a number, 0 or more"
+        raise ConfigError(f"model.game.{key} must be {what}; got {value!r}.")
+
+
+class StyleGAN2(Adversarial):
+    def __init__(self, networks, data, setup, latent_dim: int = 0, r1_gamma: float = 0.01, r1_every: int = 16,
+                 pl_weight: float = 2.0, pl_every: int = 4, pl_batch_shrink: int = 2, pl_decay: float = 0.01):
+        for key, value in (("r1_gamma", r1_gamma), ("pl_weight", pl_weight)):
+            _check(key, value)
+        for key, value in (("r1_every", r1_every), ("pl_every", pl_every), ("pl_batch_shrink", pl_batch_shrink)):
+            _check(key, value, integer=True)
+        _check("pl_decay", pl_decay, at_most_one=True)
+        if setup.penalty is not None:
+            raise ConfigError(f"penalty={getattr(setup.penalty, 'name', setup.penalty)} cannot be combined with "
+                              "model=stylegan, whose R1 is built in (model.game.r1_gamma, every model.game.r1_every "
+                              "steps); set penalty=none.")
+        super().__init__(networks, data, setup, latent_dim=latent_dim)
+        self.r1_gamma, self.r1_every = float(r1_gamma), r1_every
+        self.pl_weight, self.pl_every = float(pl_weight), pl_every
+        self.pl_batch_shrink, self.pl_decay = pl_batch_shrink, float(pl_decay)
+        self.optimizers = {"G": OptimizerSpec("generator", ("G",), pl_every if pl_weight else 1),
+                           "D": OptimizerSpec("discriminator", ("D",), r1_every if r1_gamma else 1)}
+        t = setup.trainer
+        if t is not None:
+            self.phases = (Phase("D", "D", repeat=t.n_critic),
+                           *([Phase("R1", "D", every=r1_every)] if r1_gamma else []),
+                           Phase("G", "G", repeat=t.g_steps),
+                           *([Phase("PL", "G", every=pl_every)] if pl_weight else []))
+        device = next(networks["G"].parameters()).device
+        self.pl_mean = torch.zeros((), device=device)  # running mean of the path lengths
+
+    def run_phase(self, phase: Phase, step: int, measure: bool) -> None:
+        if phase.name == "R1":
+            self.r1_phase(step)
+        elif phase.name == "PL":
+            self.pl_phase()
+        else:
+            super().run_phase(phase, step, measure)
+
+    def r1_phase(self, step: int) -> None:
+        """Lazy R1 (Mescheder et al. 2018) on a fresh real batch."""
+        u, D = self.updates, self.run["D"]
+        real, y = u.next_batch()
+        with u.precision.full_precision():
+            real = real.detach().float().requires_grad_(True)
+            out = D(u.d_input(real, step), y).float()  # (B,)
+            (grad,) = torch.autograd.grad(out.sum(), real, create_graph=True)
+            r1 = grad.square().flatten(1).sum(1).mean()
+            loss = r1 * (self.r1_gamma / 2 * self.r1_every) + out.mean() * 0  # * 0: every D weight in the graph (DDP)
+        u.optimize("D", loss, measure=False)
+        u.record({"penalty/r1": r1})
+
+    def pl_phase(self) -> None:
+        """Path length regularisation: grad of (G(z) * noise).sum() w.r.t. the ws synthesis consumed."""
+        u = self.updates
+        z = u.noise(max(1, self._batch_size // self.pl_batch_shrink), self.latent_dim)
+        with u.precision.full_precision():
+            images, ws = self.run["G"](z, return_ws=True)  # through run["G"], so DDP sees the graph
+            noise = torch.randn_like(images) / math.sqrt(images.shape[2] * images.shape[3])
+            (grad,) = torch.autograd.grad((images * noise).sum(), ws, create_graph=True)  # (B, num_ws, w_dim)
+            lengths = grad.square().sum(2).mean(1).sqrt()  # (B,)
+            self.pl_mean = self.pl_mean.lerp(lengths.mean().detach(), self.pl_decay)
+            penalty = (lengths - self.pl_mean).square().mean()
+            loss = penalty * (self.pl_weight * self.pl_every) + images.mean() * 0
+        u.optimize("G", loss, measure=False)
+        u.record({"penalty/path_length": penalty, "stylegan/pl_mean": self.pl_mean})
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"pl_mean": self.pl_mean.detach().cpu()}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.pl_mean = state["pl_mean"].to(self.pl_mean.device, self.pl_mean.dtype)
