@@ -74,3 +74,17 @@ def test_ddp_dcgan_with_batchnorm(tmp_path):
 def test_sync_bn_on_cpu_is_a_clear_error(tmp_path):
     out = torchrun(*DCGAN, "trainer.sync_bn=true", f"hydra.run.dir={tmp_path / 'run'}")
     assert out.returncode != 0 and "SyncBatchNorm runs on GPUs only" in out.stderr + out.stdout
+
+
+def test_ddp_growing_and_style_based_networks(tmp_path):
+    """ProGAN's unused layers (resolutions not yet reached) and StyleGAN2's lazy R1 / path-length phases
+    under DDP: both train, and the ranks end with the same weights."""
+    progan = ["model=progan", "model.g_width=4", "model.d_width=4", "model.latent_dim=8", "model.game.stable_steps=2",
+              "model.game.fade_steps=1", "trainer.max_steps=8"]
+    stylegan = ["model=stylegan", "model.g_width=4", "model.d_width=4", "model.latent_dim=8", "model.w_dim=8",
+                "model.game.r1_every=2", "model.game.pl_every=2", "trainer.max_steps=4"]
+    for name, args in (("progan", progan), ("stylegan", stylegan)):
+        out = torchrun("dataset.resolution=16", "trainer.device=cpu", "trainer.num_workers=0", "trainer.log_every=2",
+                       "trainer.batch_size=8", *args, f"hydra.run.dir={tmp_path / name}")
+        assert out.returncode == 0, out.stderr[-3000:]
+        assert "ranks in sync: yes" in out.stdout, name

@@ -62,7 +62,9 @@ def wrap(module: nn.Module, world: World, device: torch.device, sync_bn: bool) -
                               "on CPUs each rank keeps its own BatchNorm statistics: use trainer.sync_bn=false.")
         module = nn.SyncBatchNorm.convert_sync_batchnorm(module)
     ids = [device.index] if device.type == "cuda" else None
-    return nn.parallel.DistributedDataParallel(module, device_ids=ids)
+    # a network that grows (ProGAN) leaves the layers of resolutions not yet reached without gradients
+    return nn.parallel.DistributedDataParallel(module, device_ids=ids,
+                                               find_unused_parameters=getattr(module, "grows", False))
 
 
 def unwrap(module: nn.Module) -> nn.Module:
