@@ -169,7 +169,7 @@ def test_eval_inception_without_weights_is_a_clear_error(digits_run, tmp_path):
     assert "pt_inception-2015-12-05-6726825d.pth" in out.stderr and "inception_weights" in out.stderr
 
 
-def test_sample_conditional_labels(tmp_path):
+def test_sample_and_eval_conditional_labels(tmp_path, digits_cache):
     run = tmp_path / "run"
     train(compose_cfg(*FAST, "model=cgan", "model.g_width=8", "model.d_width=8", "model.latent_dim=16",
                       "dataset.resolution=16"), run)
@@ -181,3 +181,6 @@ def test_sample_conditional_labels(tmp_path):
     assert np.array_equal(np.load(tmp_path / "all.npz")["labels"], np.arange(20) % 10)
     out = run_gan("sample", f"ckpt={run}", "label=10")
     assert out.returncode == 1 and "0 to 9" in out.stderr
+    out = run_gan("eval", f"ckpt={run}", "metrics=[classes]", "num_fake=100", f"cache_dir={digits_cache['cache']}")
+    assert out.returncode == 0, out.stderr  # a conditional G is evaluated on every class in turn
+    assert set(json.loads((run / "eval.json").read_text())["metrics"]) == {"class_coverage", "class_kl"}

@@ -157,9 +157,15 @@ class Adversarial(Game):
         evaluate = Evaluator(dataset_cfg, settings, device)
 
         def run(networks: dict[str, nn.Module]):
+            G = networks["G"]
+            classes = evaluate.data.num_classes if getattr(G, "conditional", False) else 0
+
+            def sample(num: int, seed: int) -> Tensor:  # a conditional G: every class in turn, balanced
+                labels = torch.arange(num) % classes if classes else None
+                return generate(G, num, latent_dim, device, settings.batch_size, seed, labels, None,
+                                settings.truncation)
             with eval_mode(networks):
-                return evaluate(lambda num, seed: generate(networks["G"], num, latent_dim, device,
-                                                           settings.batch_size, seed, truncation=settings.truncation))
+                return evaluate(sample)
         return run
 
 
