@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import shutil
 import subprocess
 import sys
 import time
@@ -81,7 +80,6 @@ def run(label: str, seed: int, work: Path, classifier) -> dict:
     if label == "biggan":
         result["label_accuracy"] = label_accuracy(folder, classifier)
         gan("sample", f"ckpt={folder}", "num=100", "label=3", f"out={PICTURES / 'biggan_label3.png'}")
-    shutil.copy(folder / "eval_psiNone.json", PICTURES / f"{label}_seed{seed}_eval.json")
     return result
 
 

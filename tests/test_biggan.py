@@ -13,7 +13,7 @@ from gan_cli.errors import ConfigError
 from gan_cli.games.biggan import orthogonality, ortho_weights
 from gan_cli.models import biggan
 from tests.conftest import FAST, compose_cfg
-from tests.test_resume import differences
+from tests.test_resume import differences, full_and_resumed
 
 TINY = ["model=biggan", "model.g_width=4", "model.d_width=4", "model.latent_dim=12", "model.shared_dim=8",
         "dataset=digits", "dataset.resolution=16", "trainer.threads=1"]
@@ -122,11 +122,7 @@ def test_model_file_defaults():
 
 def test_resume_is_exact(tmp_path):
     run = [*FAST, *TINY, "model.game.ortho_weight=1e-3", "trainer.ckpt_every=100", "trainer.sample_every=100"]
-    train(compose_cfg(*run, "trainer.max_steps=6"), tmp_path / "full")
-    train(compose_cfg(*run, "trainer.max_steps=3"), tmp_path / "half")
-    train(compose_cfg(*run, "trainer.max_steps=6", f"trainer.resume={tmp_path / 'half'}"), tmp_path / "resumed")
-    full = torch.load(tmp_path / "full/checkpoints/last.pt", weights_only=True)
-    res = torch.load(tmp_path / "resumed/checkpoints/last.pt", weights_only=True)
+    full, res = full_and_resumed(run, 6, tmp_path)
     for part in ("networks", "ema", "optimizers", "rng", "fixed", "game_state"):
         assert differences(full[part], res[part]) == [], part
 

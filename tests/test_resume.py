@@ -32,6 +32,14 @@ def differences(a, b, path: str = "") -> list[str]:
     return [] if a == b else [path]
 
 
+def full_and_resumed(args: list[str], steps: int, tmp_path) -> tuple[dict, dict]:
+    """The last checkpoints of a run to `steps` and of one to steps // 2 resumed to `steps`."""
+    train(compose_cfg(*args, f"trainer.max_steps={steps}"), tmp_path / "full")
+    train(compose_cfg(*args, f"trainer.max_steps={steps // 2}"), tmp_path / "half")
+    train(compose_cfg(*args, f"trainer.max_steps={steps}", f"trainer.resume={tmp_path / 'half'}"), tmp_path / "resumed")
+    return tuple(torch.load(tmp_path / f"{run}/checkpoints/last.pt", weights_only=True) for run in ("full", "resumed"))
+
+
 def test_resume_is_exact(tmp_path):
     train(compose_cfg(*RESUME, "trainer.max_steps=20"), tmp_path / "full")
     train(compose_cfg(*RESUME, "trainer.max_steps=10"), tmp_path / "half")

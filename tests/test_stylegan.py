@@ -11,7 +11,7 @@ from gan_cli.games.stylegan import StyleGAN2
 from gan_cli.models.equalized import EqualConv2d, EqualLinear
 from gan_cli.models.stylegan import ModulatedConv, build
 from tests.conftest import FAST, compose_cfg
-from tests.test_resume import differences
+from tests.test_resume import differences, full_and_resumed
 
 TINY = ["model=stylegan", "model.g_width=4", "model.d_width=4", "model.max_channels=16", "model.latent_dim=16",
         "model.w_dim=16", "dataset=digits", "dataset.resolution=16", "trainer.batch_size=8", "trainer.threads=1"]
@@ -97,11 +97,7 @@ def test_truncation_and_style_mixing():
 
 def test_resume_is_exact(tmp_path):
     cfg = [*FAST, *TINY, "model.game.r1_every=2", "model.game.pl_every=2", "trainer.ckpt_every=100"]
-    train(compose_cfg(*cfg, "trainer.max_steps=8"), tmp_path / "full")
-    train(compose_cfg(*cfg, "trainer.max_steps=4"), tmp_path / "half")
-    train(compose_cfg(*cfg, "trainer.max_steps=8", f"trainer.resume={tmp_path / 'half'}"), tmp_path / "resumed")
-    full = torch.load(tmp_path / "full/checkpoints/last.pt", weights_only=True)
-    res = torch.load(tmp_path / "resumed/checkpoints/last.pt", weights_only=True)
+    full, res = full_and_resumed(cfg, 8, tmp_path)
     for part in ("networks", "ema", "optimizers", "rng", "game_state"):
         assert differences(full[part], res[part]) == [], part
     assert full["game_state"][0]["pl_mean"] > 0
