@@ -52,6 +52,8 @@ def test_answers_without_importing_the_heavy_libraries(args, code):
 
 def test_help_still_lists_every_config_group_and_option():
     out = probe("train", "--help")
-    for line in ("model: cgan, cyclegan, dcgan, mlp, pix2pix, resnet, sagan", "loss: bce, hinge, lsgan",
-                 "experiment: cyclegan_digits", "optimizer: adam, adam_wgan, rmsprop, ttur"):
+    for line in ("model: biggan, cgan, cyclegan, dcgan, mlp, pix2pix, progan, resnet, sagan, stylegan",
+                 "loss: bce, hinge, lsgan", "experiment: biggan_digits, cyclegan_digits",
+                 "optimizer: adam, adam_biggan, adam_progan, adam_stylegan, adam_wgan, rmsprop, ttur",
+                 "trainer: biggan, default, progan, stylegan"):
         assert line in out.stdout, out.stdout

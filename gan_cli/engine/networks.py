@@ -37,10 +37,10 @@ def build_models(model: DictConfig, kind: str, shape: tuple[int, ...], num_class
     node, game_name, options = split_model_config(model)
     game = game_class(game_name)
     if kind not in game.data_kinds:
-        model_name = game_name if game_name != "adversarial" else model_name(node)
+        name = game_name if game_name != "adversarial" else model_name(node)
         hint = f" ({KIND_WORDS[kind]} are for {MODELS_FOR[kind]})" if kind in MODELS_FOR else ""
         raise ConfigError(
-            f"model={model_name} ({game_name} game) trains on {KIND_WORDS[game.data_kinds[0]]}, but dataset="
+            f"model={name} ({game_name} game) trains on {KIND_WORDS[game.data_kinds[0]]}, but dataset="
             f"{dataset or '?'} gives {KIND_WORDS.get(kind, kind)}{hint}. Use one of these datasets: "
             f"{', '.join(DATASETS_FOR[k] for k in game.data_kinds)}.")
     extra = {"input_shape": tuple(input_shape)} if input_shape is not None else {}
