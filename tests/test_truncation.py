@@ -5,13 +5,15 @@ import math
 import numpy as np
 import pytest
 import torch
+from hydra import compose, initialize_config_dir
 from PIL import Image
 from torch import nn
 
 from gan_cli.engine.restore import generate, load_generator
 from gan_cli.engine.trainer import train
 from gan_cli.errors import ConfigError
-from gan_cli.sampling import mixing_grid
+from gan_cli.config import config_dir
+from gan_cli.sampling import mixing_grid, sample
 from gan_cli.truncation import check_supported, normal, threshold
 from tests.conftest import FAST, compose_cfg, run_gan
 
@@ -103,9 +105,14 @@ def biggan_run(tmp_path_factory):
     return run
 
 
+def gan_sample(run, out, *args) -> None:
+    """`gan sample ckpt=RUN out=OUT ARGS` from its composed config, in this process."""
+    with initialize_config_dir(config_dir=config_dir(), version_base="1.3"):
+        sample(compose("sample", overrides=[f"ckpt={run}", f"out={out}", *args]))
+
+
 def sample_npz(run, out, *args) -> dict:
-    done = run_gan("sample", f"ckpt={run}", "num=36", f"out={out}", *args)
-    assert done.returncode == 0, done.stderr
+    gan_sample(run, out, "num=36", *args)
     return dict(np.load(out))
 
 
@@ -123,8 +130,7 @@ def test_truncation_one_is_none_and_smaller_psi_narrows_the_samples(fixture, req
 
 
 def test_style_mixing_grid_takes_coarse_styles_by_row_and_fine_by_column(stylegan_run, tmp_path):
-    out = run_gan("sample", f"ckpt={stylegan_run}", "mode=mixing", "num=16", f"out={tmp_path / 'mix.png'}")
-    assert out.returncode == 0, out.stderr
+    gan_sample(stylegan_run, tmp_path / "mix.png", "mode=mixing", "num=16")
     assert Image.open(tmp_path / "mix.png").size == (4 * 16 + 5 * 2,) * 2  # sources 3 + 1: a 4x4 grid of 16 px
     G = load_generator(stylegan_run, torch.device("cpu")).generator
     for layer in G.synthesis.convs:
