@@ -70,16 +70,17 @@ def run(label: str, seed: int, work: Path, classifier) -> dict:
     start = time.perf_counter()
     gan("train", *RECIPES[label], f"trainer.seed={seed}", f"hydra.run.dir={folder}")
     result = {"recipe": label, "seed": seed, "seconds": time.perf_counter() - start, **evaluate(folder)}
-    PICTURES.mkdir(exist_ok=True)
-    gan("sample", f"ckpt={folder}", "num=100", f"out={PICTURES / f'{label}.png'}")
+    pictures = PICTURES if seed == 0 else folder  # seed 0's are the ones shown
+    pictures.mkdir(exist_ok=True)
+    gan("sample", f"ckpt={folder}", "num=100", f"out={pictures / f'{label}.png'}")
     if label in TRUNCATED:
         result["sweep"] = {psi: evaluate(folder, psi) for psi in PSIS[1:]}
-        gan("sample", f"ckpt={folder}", "num=100", "truncation=0.5", f"out={PICTURES / f'{label}_psi0.5.png'}")
+        gan("sample", f"ckpt={folder}", "num=100", "truncation=0.5", f"out={pictures / f'{label}_psi0.5.png'}")
     if label == "stylegan2":
-        gan("sample", f"ckpt={folder}", "mode=mixing", "num=64", f"out={PICTURES / 'stylegan2_mixing.png'}")
+        gan("sample", f"ckpt={folder}", "mode=mixing", "num=64", f"out={pictures / 'stylegan2_mixing.png'}")
     if label == "biggan":
         result["label_accuracy"] = label_accuracy(folder, classifier)
-        gan("sample", f"ckpt={folder}", "num=100", "label=3", f"out={PICTURES / 'biggan_label3.png'}")
+        gan("sample", f"ckpt={folder}", "num=100", "label=3", f"out={pictures / 'biggan_label3.png'}")
     return result
 
 
