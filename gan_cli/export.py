@@ -158,10 +158,15 @@ def check(G: nn.Module, inputs: dict[str, Tensor], out: Path, fmt: str) -> tuple
     Too large: the file is removed."""
     import torch
 
+    from gan_cli.games.base import seeded
+
+    device = next(iter(inputs.values())).device
     with torch.no_grad():
-        expected = G(*inputs.values()).float().cpu()
+        with seeded(0, device):  # what G draws itself (StyleGAN's noise inputs): the same draws for both
+            expected = G(*inputs.values()).float().cpu()
         if fmt == ".pt2":
-            got = torch.export.load(out).module()(*inputs.values()).float().cpu()
+            with seeded(0, device):
+                got = torch.export.load(out).module()(*inputs.values()).float().cpu()
         else:
             import onnxruntime
 

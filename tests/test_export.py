@@ -160,3 +160,17 @@ def test_export_onnx_without_onnxruntime(tmp_path):
     out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=120)
     assert out.returncode == 1 and "Traceback" not in out.stderr
     assert "pip install 'gan-cli[export]'" in flat(out.stderr) and "out=FILE.pt2" in flat(out.stderr)
+
+
+def test_export_style_noise_and_growing_networks(tmp_path):
+    """StyleGAN2 draws its noise inputs itself: the check replays them from one seed and the .pt2 matches;
+    ProGAN's forward reads its growth state (level, alpha) as numbers, which torch.export cannot trace: a clear
+    error, no file."""
+    tiny = [*FAST, "model.g_width=4", "model.d_width=4", "model.latent_dim=8", "dataset.resolution=16"]
+    for model in ("stylegan", "progan"):
+        train(compose_cfg(*tiny, f"model={model}"), tmp_path / model)
+    out = gan_export(f"ckpt={tmp_path / 'stylegan'}", f"out={tmp_path / 'style.pt2'}")
+    assert out.returncode == 0 and "max abs difference 0 " in out.stdout, out.stderr
+    out = gan_export(f"ckpt={tmp_path / 'progan'}", f"out={tmp_path / 'pro.pt2'}")
+    assert out.returncode == 1 and "cannot convert this ProGANGenerator" in out.stderr
+    assert "Traceback" not in out.stderr and not (tmp_path / "pro.pt2").exists()
