@@ -79,8 +79,8 @@ def test_sync_bn_on_cpu_is_a_clear_error(tmp_path):
 def test_ddp_growing_and_style_based_networks(tmp_path):
     """ProGAN's unused layers (resolutions not yet reached) and StyleGAN2's lazy R1 / path-length phases
     under DDP: both train, and the ranks end with the same weights."""
-    progan = ["model=progan", "model.g_width=4", "model.d_width=4", "model.latent_dim=8", "model.game.stable_steps=2",
-              "model.game.fade_steps=1", "trainer.max_steps=8"]
+    progan = ["model=progan", "model.g_width=4", "model.d_width=4", "model.latent_dim=8", "model.game.stable_steps=1",
+              "model.game.fade_steps=1", "trainer.max_steps=5"]
     stylegan = ["model=stylegan", "model.g_width=4", "model.d_width=4", "model.latent_dim=8", "model.w_dim=8",
                 "model.game.r1_every=2", "model.game.pl_every=2", "trainer.max_steps=4"]
     for name, args in (("progan", progan), ("stylegan", stylegan)):

@@ -12,7 +12,7 @@ from torch import nn
 from gan_cli.engine.restore import generate, load_generator
 from gan_cli.engine.trainer import train
 from gan_cli.errors import ConfigError
-from gan_cli.config import config_dir
+from gan_cli.config import check_truncation, config_dir
 from gan_cli.sampling import mixing_grid, sample
 from gan_cli.truncation import check_supported, normal, threshold
 from tests.conftest import FAST, compose_cfg, run_gan
@@ -78,6 +78,14 @@ def test_generate_truncates_z_or_asks_g_and_keeps_the_callers_rng():
     a = generate(G, 10, 4, torch.device("cpu"), seed=1, truncation=0.7)
     assert G.asked == 0.7 and torch.equal(torch.get_rng_state(), state)  # sampling leaves the caller's stream
     assert torch.equal(a, generate(G, 10, 4, torch.device("cpu"), seed=1, truncation=0.7))  # repeatable
+
+
+@pytest.mark.parametrize("value", [0, 1.5, -0.5, "high", True])
+def test_truncation_outside_zero_one_is_refused(value):
+    check_truncation(None)
+    check_truncation(1)
+    with pytest.raises(ConfigError, match=r"must be a number in \(0, 1\]"):
+        check_truncation(value)
 
 
 def test_a_generator_without_the_trick_refuses_truncation():
@@ -152,8 +160,8 @@ def test_biggan_label_and_truncation_together(biggan_run, tmp_path):
     assert arrays["samples"].shape == (36, 1, 16, 16) and (arrays["labels"] == 7).all()
 
 
-def test_eval_records_the_truncation(stylegan_run, tmp_path, digits_cache):
-    out = run_gan("eval", f"ckpt={stylegan_run}", "metrics=[fd]", "num_fake=50", "num_real=50", "truncation=0.5",
-                  f"cache_dir={digits_cache['cache']}", f"out={tmp_path / 'e.json'}")
+def test_eval_records_the_truncation(stylegan_run, tmp_path):
+    out = run_gan("eval", f"ckpt={stylegan_run}", "metrics=[fd]", "extractor=raw", "num_fake=50", "num_real=50",
+                  "truncation=0.5", f"cache_dir={tmp_path}", f"out={tmp_path / 'e.json'}")
     assert out.returncode == 0, out.stderr
     assert json.loads((tmp_path / "e.json").read_text())["protocol"]["truncation"] == 0.5
