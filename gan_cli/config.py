@@ -5,6 +5,7 @@ wrong type fails at composition time with a message naming the key.
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional
@@ -144,6 +145,16 @@ def check_eval_sizes(node: Any, prefix: str = "") -> None:
             raise ConfigError(f"{prefix}{key} must be an integer, {MIN_EVAL_SAMPLES} or more (the metrics need that "
                               f"many samples; thousands for meaningful numbers), got {value!r}.")
     check_positive_ints(node, ("batch_size",), prefix)
+
+
+def check_range(key: str, value, low: float, high: float, low_open: bool, hint: str) -> float:
+    """`value` as a float in (low, high] (low_open) or [low, high], else a ConfigError naming `key`."""
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    ok = ok and (low < value if low_open else low <= value) and value <= high
+    if not ok:
+        interval = f"{'(' if low_open else '['}{low}, {high}]"
+        raise ConfigError(f"{key} must be a number in {interval}; got {value!r}. Use {hint}.")
+    return float(value)
 
 
 def check_truncation(value: Any) -> None:

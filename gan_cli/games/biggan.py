@@ -9,12 +9,13 @@ defaults (loss=hinge, trainer=biggan, optimizer=adam_biggan).
 """
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import torch
 from torch import Tensor, nn
 
-from gan_cli.errors import ConfigError
+from gan_cli.config import check_range
 from gan_cli.games.adversarial import Adversarial
 
 
@@ -38,13 +39,12 @@ def ortho_weights(G: nn.Module) -> list[Tensor]:
 
 class BigGAN(Adversarial):
     def __init__(self, networks: dict[str, nn.Module], data, setup, ortho_weight: float = 0.0, **options: Any):
-        if isinstance(ortho_weight, bool) or not isinstance(ortho_weight, (int, float)) or not ortho_weight >= 0:
-            raise ConfigError(f"model.game.ortho_weight must be a number, 0 (off) or more (the paper's 1e-4); "
-                              f"got {ortho_weight!r}.")
+        self.ortho_weight = check_range("model.game.ortho_weight", ortho_weight, 0, math.inf, False,
+                                        "0 (off) or the paper's 1e-4")
         super().__init__(networks, data, setup, **options)
-        self.ortho_weight = float(ortho_weight)
+        self.regularised = ortho_weights(networks["G"]) if self.ortho_weight else []  # found once, not every step
 
     def g_regularisers(self) -> dict[str, Tensor]:
         if not self.ortho_weight:
             return {}
-        return {"ortho": self.ortho_weight * orthogonality(ortho_weights(self.networks["G"]))}
+        return {"ortho": self.ortho_weight * orthogonality(self.regularised)}

@@ -19,27 +19,25 @@ from typing import Any
 
 import torch
 
+from gan_cli.config import check_range
 from gan_cli.errors import ConfigError
 from gan_cli.games.adversarial import Adversarial
 from gan_cli.games.base import OptimizerSpec, Phase
 
 
-def _check(key: str, value: Any, integer: bool = False, at_most_one: bool = False) -> None:
-    ok = isinstance(value, int if integer else (int, float)) and not isinstance(value, bool)
-    ok = ok and (value >= 1 if integer else 0 <= value <= (1 if at_most_one else math.inf))
-    if not ok:
-        what = "an integer, 1 or more" if integer else "a number in [0, 1]" if at_most_one else "a number, 0 or more"
-        raise ConfigError(f"model.game.{key} must be {what}; got {value!r}.")
+def _check_every(key: str, value: Any) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ConfigError(f"model.game.{key} must be an integer, 1 or more; got {value!r}.")
 
 
 class StyleGAN2(Adversarial):
     def __init__(self, networks, data, setup, latent_dim: int = 0, r1_gamma: float = 0.01, r1_every: int = 16,
                  pl_weight: float = 2.0, pl_every: int = 4, pl_batch_shrink: int = 2, pl_decay: float = 0.01):
-        for key, value in (("r1_gamma", r1_gamma), ("pl_weight", pl_weight)):
-            _check(key, value)
+        check_range("model.game.r1_gamma", r1_gamma, 0, math.inf, False, "0 (off), 0.01 (cifar) or 10 (the paper)")
+        check_range("model.game.pl_weight", pl_weight, 0, math.inf, False, "0 (off) or 2 (the paper)")
+        check_range("model.game.pl_decay", pl_decay, 0, 1, False, "the paper's 0.01")
         for key, value in (("r1_every", r1_every), ("pl_every", pl_every), ("pl_batch_shrink", pl_batch_shrink)):
-            _check(key, value, integer=True)
-        _check("pl_decay", pl_decay, at_most_one=True)
+            _check_every(key, value)
         if setup.penalty is not None:
             raise ConfigError(f"penalty={getattr(setup.penalty, 'name', setup.penalty)} cannot be combined with "
                               "model=stylegan, whose R1 is built in (model.game.r1_gamma, every model.game.r1_every "

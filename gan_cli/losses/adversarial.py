@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from gan_cli.errors import ConfigError
+from gan_cli.config import check_range
 
 
 class GanLoss:
@@ -61,9 +61,9 @@ class Minimax(GanLoss):
     probabilities = True
 
     def __init__(self, real_label: float = 1.0, flip_prob: float = 0.0):
-        self.real_label = _check_range("loss.real_label", real_label, 0.5, 1.0, low_open=True,
+        self.real_label = check_range("loss.real_label", real_label, 0.5, 1.0, low_open=True,
                                        hint="1.0 (no smoothing) or 0.9 (one-sided label smoothing)")
-        self.flip_prob = _check_range("loss.flip_prob", flip_prob, 0.0, 1.0, low_open=False,
+        self.flip_prob = check_range("loss.flip_prob", flip_prob, 0.0, 1.0, low_open=False,
                                       hint="0.0 (no flips) or a small probability such as 0.05")
 
     def d_loss(self, real, fake):
@@ -134,7 +134,7 @@ class WassersteinGP(Wasserstein):
 
     def __init__(self, gp_weight: float = 10.0, drift: float = 0.0):
         self.gp_weight = gp_weight
-        self.drift = _check_range("loss.drift", drift, 0.0, math.inf, False, "0 (off) or ProGAN's 0.001")
+        self.drift = check_range("loss.drift", drift, 0.0, math.inf, False, "0 (off) or ProGAN's 0.001")
 
     def d_loss(self, real, fake):
         loss = fake.mean() - real.mean()
@@ -149,16 +149,6 @@ class WassersteinGP(Wasserstein):
 
     def diagnostics(self):
         return {"gp_grad_norm": self._grad_norm} if hasattr(self, "_grad_norm") else {}
-
-
-def _check_range(key: str, value, low: float, high: float, low_open: bool, hint: str) -> float:
-    """`value` as a float in (low, high] (low_open) or [low, high], else a ConfigError naming `key`."""
-    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
-    ok = ok and (low < value if low_open else low <= value) and value <= high
-    if not ok:
-        interval = f"{'(' if low_open else '['}{low}, {high}]"
-        raise ConfigError(f"{key} must be a number in {interval}; got {value!r}. Use {hint}.")
-    return float(value)
 
 
 def gradient_penalty(D: nn.Module, real_x: Tensor, fake_x: Tensor, y: Tensor | None, with_norm: bool = False):

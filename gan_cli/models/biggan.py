@@ -23,6 +23,7 @@ from torch import Tensor, nn
 
 from gan_cli.errors import ConfigError
 from gan_cli.models.base import GanModels, require_positive_int
+from gan_cli.models.cgan import check_y
 from gan_cli.models.layers import SelfAttention
 from gan_cli.models.options import check_options, check_square_image, finish, require_labels
 from gan_cli.models.resnet import DBlock
@@ -109,10 +110,8 @@ class BigGANGenerator(nn.Module):
         nn.init.normal_(self.shared.weight)  # the class weighs about as much as the z chunk in each cond
 
     def forward(self, z: Tensor, y: Tensor | None = None) -> Tensor:
-        if y is None:
-            raise ConfigError("model=biggan is class-conditional: it needs labels y, but got y=None.")
         zs = torch.tensor_split(z.reshape(z.shape[0], self.latent_dim), self.chunks, dim=1)
-        shared = self.shared(y)  # (B, shared_dim): one embedding for every block
+        shared = self.shared(check_y(y))  # (B, shared_dim): one embedding for every block
         h = self.linear(zs[0]).view(-1, self.start_ch, 4, 4)
         for i, block in enumerate(self.blocks):
             h = block(h, torch.cat([zs[i + 1], shared], 1))
@@ -143,10 +142,8 @@ class BigGANDiscriminator(nn.Module):
         self.apply(init_orthogonal)
 
     def forward(self, x: Tensor, y: Tensor | None = None) -> Tensor:
-        if y is None:
-            raise ConfigError("model=biggan is class-conditional: it needs labels y, but got y=None.")
         h = F.relu(self.blocks(x)).sum((2, 3))  # (B, ch) global sum pooling
-        return self.linear(h).squeeze(1) + (self.embed(y) * h).sum(1)  # (B,)
+        return self.linear(h).squeeze(1) + (self.embed(check_y(y)) * h).sum(1)  # (B,)
 
 
 def attention_resolutions(resolution: int) -> list[int]:

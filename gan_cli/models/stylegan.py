@@ -18,6 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from gan_cli.config import check_range
 from gan_cli.errors import ConfigError
 from gan_cli.models.base import GanModels, require_positive_int
 from gan_cli.models.equalized import LRELU_GAIN, EqualConv2d, EqualLinear, PixelNorm
@@ -217,12 +218,9 @@ def build(shape: tuple[int, ...], num_classes: int = 0, latent_dim: int = 128, w
                        ("g_width", g_width), ("d_width", d_width), ("max_channels", max_channels),
                        ("mbstd_group", mbstd_group)):
         require_positive_int(key, value)
-    for key, value, low, high in (("mapping_lr_mul", mapping_lr_mul, 0.0, math.inf),
-                                  ("mixing_prob", mixing_prob, 0.0, 1.0), ("w_avg_beta", w_avg_beta, 0.0, 1.0)):
-        ok = isinstance(value, (int, float)) and not isinstance(value, bool) and low <= value <= high
-        if not ok or (key == "mapping_lr_mul" and value == 0):
-            what = "a number above 0 (0.01 in the paper)" if key == "mapping_lr_mul" else "a number in [0, 1]"
-            raise ConfigError(f"model.{key} is {value!r}, but it must be {what}.")
+    check_range("model.mapping_lr_mul", mapping_lr_mul, 0, math.inf, True, "the paper's 0.01")
+    check_range("model.mixing_prob", mixing_prob, 0, 1, False, "0 (off) or the paper's 0.9")
+    check_range("model.w_avg_beta", w_avg_beta, 0, 1, False, "the paper's 0.995")
     generator = StyleGAN2Generator(latent_dim, w_dim, channels, height, widths(g_width, max_channels, height),
                                    mapping_layers, mapping_lr_mul, mixing_prob, w_avg_beta)
     discriminator = StyleGAN2Discriminator(channels, height, widths(d_width, max_channels, height), mbstd_group)
