@@ -164,13 +164,12 @@ def test_export_onnx_without_onnxruntime(tmp_path):
 
 def test_export_style_noise_and_growing_networks(tmp_path):
     """StyleGAN2 draws its noise inputs itself: the check replays them from one seed and the .pt2 matches;
-    ProGAN's forward reads its growth state (level, alpha) as numbers, which torch.export cannot trace: a clear
-    error, no file."""
+    ProGAN's growth state (level, alpha) is read from its host copy, so the export holds the saved progress."""
     tiny = [*FAST, "model.g_width=4", "model.d_width=4", "model.latent_dim=8", "dataset.resolution=16"]
     for model in ("stylegan", "progan"):
         train(compose_cfg(*tiny, f"model={model}"), tmp_path / model)
     out = gan_export(f"ckpt={tmp_path / 'stylegan'}", f"out={tmp_path / 'style.pt2'}")
     assert out.returncode == 0 and "max abs difference 0 " in out.stdout, out.stderr
     out = gan_export(f"ckpt={tmp_path / 'progan'}", f"out={tmp_path / 'pro.pt2'}")
-    assert out.returncode == 1 and "cannot convert this ProGANGenerator" in out.stderr
-    assert "Traceback" not in out.stderr and not (tmp_path / "pro.pt2").exists()
+    assert out.returncode == 0 and "max abs difference" in out.stdout, out.stderr
+    assert (tmp_path / "pro.pt2").exists()

@@ -16,6 +16,7 @@ from torch import Tensor
 from torch.utils.data import DataLoader, Sampler, TensorDataset
 
 from gan_cli.data.base import GanData
+from gan_cli.engine.host_copy import to_device
 from gan_cli.engine.interrupt import ignore_stop_signals
 from gan_cli.errors import ConfigError
 
@@ -40,7 +41,8 @@ class EpochBatchSampler(Sampler[list[int]]):
         """Index tensors of shape (batch_size,), each epoch's order moved to `device` once."""
         epoch, offset = divmod(self.start, self.per_epoch)
         while True:
-            order = self.epoch_order(epoch).to(device)
+            order = self.epoch_order(epoch)
+            order = order if device is None else to_device(order, device)
             for b in range(offset, self.per_epoch):
                 start = (b * self.world + self.rank) * self.batch_size
                 yield order[start : start + self.batch_size]

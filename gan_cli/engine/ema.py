@@ -16,6 +16,8 @@ class EMA:
     def __init__(self, model: nn.Module, decay: float = 0.999, warmup: bool = True):
         self.model = copy.deepcopy(model).eval().requires_grad_(False)
         self.decay, self.warmup, self.updates = decay, warmup, 0
+        # modules that keep a host copy of some buffers (ProGAN's growth state) copy it too
+        self._host_state = [i for i, m in enumerate(self.model.modules()) if hasattr(m, "host_state")]
 
     def current_decay(self) -> float:
         if not self.warmup:
@@ -29,6 +31,11 @@ class EMA:
         torch._foreach_lerp_(list(self.model.parameters()), list(model.parameters()), weight)
         for ema_buffer, buffer in zip(self.model.buffers(), model.buffers()):
             ema_buffer.copy_(buffer)
+        if self._host_state:
+            theirs = list(model.modules())
+            for i, mine in enumerate(self.model.modules()):
+                if i in self._host_state:
+                    mine.load_host_state(theirs[i].host_state())
 
     def state_dict(self) -> dict:
         return self.model.state_dict()

@@ -21,23 +21,29 @@ DInput = Callable[[Tensor, int], Tensor]  # (x, step) -> what D sees (augmentati
 
 
 class StatSums:
-    """Running sums of scalar tensors on the device; `read()` returns the means, one sync."""
+    """Running sums of scalars: tensors summed on the device, host numbers on the host;
+    `read()` returns the means, with one sync for all the tensors."""
 
     def __init__(self) -> None:
         self.sums: dict[str, Tensor] = {}
+        self.host: dict[str, float] = {}
         self.counts: dict[str, int] = {}
 
-    def add(self, values: dict[str, Tensor]) -> None:
+    def add(self, values: dict[str, Tensor | float]) -> None:
         for k, v in values.items():
-            v = v.detach()
-            self.sums[k] = self.sums[k] + v if k in self.sums else v.clone()
+            if isinstance(v, Tensor):
+                v = v.detach()
+                self.sums[k] = self.sums[k] + v if k in self.sums else v.clone()
+            else:
+                self.host[k] = self.host.get(k, 0.0) + float(v)
             self.counts[k] = self.counts.get(k, 0) + 1
 
     def read(self) -> dict[str, float]:
         keys = list(self.sums)
         values = torch.stack([self.sums[k].float() / self.counts[k] for k in keys]).tolist() if keys else []
-        self.sums, self.counts = {}, {}
-        return dict(zip(keys, values))
+        means = {**dict(zip(keys, values)), **{k: v / self.counts[k] for k, v in self.host.items()}}
+        self.sums, self.host, self.counts = {}, {}, {}
+        return means
 
 
 class Updates:
@@ -99,7 +105,8 @@ class Updates:
         finite = torch.isfinite(loss if watch is None else watch)
         self._finite = finite if self._finite is None else self._finite & finite
 
-    def record(self, values: dict[str, Tensor]) -> None:
+    def record(self, values: dict[str, Tensor | float]) -> None:
+        """Scalars to log: tensors (read at the next log step) or host numbers."""
         self.stats.add(values)
 
     def forget(self) -> None:

@@ -2,19 +2,46 @@
 
 Each new fake enters the pool until it holds `size`; after that, with probability 1/2 D is
 shown a stored fake instead (which the new one replaces), otherwise the new fake itself.
-The draws come from the pool's own generator, so a resumed run makes the same choices.
+The choices for a whole batch are made on the host from the pool's own `random.Random`
+(saved in the checkpoint, so a resumed run makes the same ones), then applied with two
+gathers on the device: no device value is read and no Python loop runs tensor ops per image.
 """
 from __future__ import annotations
 
+import random
+
 import torch
 from torch import Tensor
+
+from gan_cli.engine.host_copy import to_device
 
 
 class ImagePool:
     def __init__(self, size: int, seed: int):
         self.size = size
-        self.images: list[Tensor] = []
-        self.rng = torch.Generator().manual_seed(seed)
+        self.images: Tensor | None = None  # (filled, ...) on the device
+        self.rng = random.Random(seed)
+
+    @property
+    def filled(self) -> int:
+        return 0 if self.images is None else len(self.images)
+
+    def plan(self, batch: int) -> tuple[list[int], list[int]]:
+        """Indices into cat(pool, fakes): what D is shown, and the pool afterwards."""
+        slots = list(range(self.filled))  # slot -> index into cat(pool, fakes)
+        shown = []
+        for i in range(batch):
+            new = self.filled + i
+            if len(slots) < self.size:
+                slots.append(new)
+                shown.append(new)
+            elif self.rng.random() < 0.5:
+                j = self.rng.randrange(self.size)
+                shown.append(slots[j])
+                slots[j] = new
+            else:
+                shown.append(new)
+        return shown, slots
 
     @torch.no_grad()
     def query(self, fakes: Tensor) -> Tensor:
@@ -22,23 +49,23 @@ class ImagePool:
         fakes = fakes.detach()
         if self.size == 0:
             return fakes
-        out = []
-        for image in fakes:
-            if len(self.images) < self.size:
-                self.images.append(image.clone())
-                out.append(image)
-            elif torch.rand((), generator=self.rng) < 0.5:
-                i = int(torch.randint(self.size, (), generator=self.rng))
-                out.append(self.images[i])
-                self.images[i] = image.clone()
-            else:
-                out.append(image)
-        return torch.stack(out)
+        shown, slots = self.plan(len(fakes))
+        both = fakes if self.images is None else torch.cat([self.images, fakes])
+        index = to_device(shown + slots, fakes.device)
+        picked = both[index]
+        self.images = picked[len(shown):]
+        return picked[: len(shown)]
 
     def state_dict(self) -> dict:
-        images = torch.stack(self.images).cpu() if self.images else torch.empty(0)
-        return {"images": images, "rng": self.rng.get_state()}
+        version, state, gauss = self.rng.getstate()
+        images = self.images.cpu() if self.images is not None else torch.empty(0)
+        return {"images": images, "random": {"version": version, "state": list(state), "gauss": gauss}}
 
     def load_state_dict(self, state: dict, device: torch.device) -> None:
-        self.images = [image.to(device) for image in state["images"]]
-        self.rng.set_state(state["rng"])
+        images = state["images"]
+        self.images = images.to(device) if images.numel() else None
+        saved = state.get("random")
+        if saved is not None:
+            self.rng.setstate((saved["version"], tuple(saved["state"]), saved["gauss"]))
+        else:  # a checkpoint from before the host-side choices: a stream seeded from its generator state
+            self.rng.seed(int(state["rng"].to(torch.int64).sum()))

@@ -49,9 +49,7 @@ class ProGAN(Adversarial):
             level, alpha = self.progress(step)
             for name in ("G", "D"):
                 self.networks[name].set_progress(level, alpha)
-            device = self.updates.device
-            self.updates.record({"progan/resolution": torch.tensor(4.0 * 2**level, device=device),
-                                 "progan/alpha": torch.tensor(alpha, device=device)})
+            self.updates.record({"progan/resolution": 4.0 * 2**level, "progan/alpha": alpha})  # host numbers
         super().run_phase(phase, step, measure)
 
     def d_phase(self, step: int, measure: bool, reuse: bool) -> None:

@@ -42,7 +42,9 @@ def lrelu() -> nn.LeakyReLU:
 
 
 class Progress(nn.Module):
-    """The growth state as buffers: ``level`` (int64) and ``alpha`` (float), saved with the weights."""
+    """The growth state: buffers ``level`` (int64) and ``alpha`` (float), saved with the weights, and
+    their host copies, which the forward reads (a read of a buffer would wait on the GPU every call).
+    Loading a state dict refreshes the host copies; so does the EMA's buffer copy (``host_state``)."""
 
     grows = True  # the layers of resolutions not yet reached get no gradient (DDP must expect that)
 
@@ -51,15 +53,28 @@ class Progress(nn.Module):
         self.num_levels = levels
         self.register_buffer("level", torch.tensor(levels - 1))  # fully grown until a game says otherwise
         self.register_buffer("alpha", torch.tensor(1.0))
+        self._progress = (levels - 1, 1.0)
+        self.register_load_state_dict_post_hook(lambda module, _: module._read_buffers())
 
     def set_progress(self, level: int, alpha: float) -> None:
         if not 0 <= level < self.num_levels or not 0.0 <= alpha <= 1.0:
             raise ValueError(f"progress (level {level}, alpha {alpha}) outside [0, {self.num_levels}) x [0, 1]")
-        self.level.fill_(level)
-        self.alpha.fill_(alpha)
+        if (level, alpha) != self._progress:  # the buffers change on the device, without a sync
+            self.level.fill_(level)
+            self.alpha.fill_(alpha)
+            self._progress = (int(level), float(alpha))
 
     def progress(self) -> tuple[int, float]:
-        return int(self.level), float(self.alpha)
+        return self._progress
+
+    def host_state(self) -> tuple[int, float]:
+        return self._progress
+
+    def load_host_state(self, state: tuple[int, float]) -> None:
+        self._progress = state
+
+    def _read_buffers(self) -> None:
+        self._progress = (int(self.level), float(self.alpha))
 
 
 class ProGANGenerator(Progress):
@@ -91,8 +106,8 @@ class ProGANGenerator(Progress):
             prev, h = h, block(h)  # (B, C_i, 4 * 2^i, 4 * 2^i)
         out = self.to_rgb[level](h)
         if level > 0 and alpha < 1.0:  # fade-in: the new resolution's output blended over the upsampled old one
-            out = torch.lerp(F.interpolate(self.to_rgb[level - 1](prev), scale_factor=2.0, mode="nearest"), out,
-                             alpha)
+            before = F.interpolate(self.to_rgb[level - 1](prev), scale_factor=2.0, mode="nearest")  # fp32 under CUDA autocast
+            out = torch.lerp(before.to(out.dtype), out, alpha)
         if not native and out.shape[-1] != self.resolution:
             out = F.interpolate(out, size=self.resolution, mode="nearest")
         return out

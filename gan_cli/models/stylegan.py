@@ -143,10 +143,10 @@ class StyleGAN2Generator(nn.Module):
         w = self.norm(z)
         for layer in self.mapping_layers:
             w = lrelu(layer(w))
-        if truncation is None and update_avg and self.training:
-            self.w_avg.copy_(w.detach().mean(0).lerp(self.w_avg, self.w_avg_beta))
+        if truncation is None and update_avg and self.training:  # w_avg stays fp32 under autocast
+            self.w_avg.copy_(w.detach().float().mean(0).lerp(self.w_avg, self.w_avg_beta))
         if truncation is not None and truncation != 1:
-            w = self.w_avg.lerp(w, truncation)
+            w = self.w_avg.lerp(w.float(), truncation)
         return w
 
     def forward(self, z: Tensor, y: Tensor | None = None, truncation: float | None = None,
