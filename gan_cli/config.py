@@ -17,6 +17,8 @@ from gan_cli.errors import ConfigError
 
 PRECISIONS = ("fp32", "bf16", "fp16")
 DECAYS = ("auto", "none", "linear", "exponential")  # trainer.lr_decay
+SYNC_DEBUG = ("off", "warn", "error")  # trainer.sync_debug
+COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")  # trainer.compile_mode
 
 
 @dataclass
@@ -72,6 +74,10 @@ class TrainerConfig:
     device: str = "auto"  # auto (CUDA, then MPS, then CPU) | cpu | cuda | cuda:N | mps
     precision: str = "fp32"  # fp32 | bf16 | fp16 (autocast; fp16 adds grad scalers)
     compile: bool = False  # torch.compile G and D (falls back to eager with a message if it cannot)
+    compile_mode: str = "default"  # default | reduce-overhead (CUDA graphs) | max-autotune | max-autotune-no-cudagraphs
+    compile_backend: str = "inductor"  # inductor | aot_eager | eager (the last two find compile problems fast)
+    deterministic: bool = False  # torch.use_deterministic_algorithms for the run (bit-exact CUDA resume; slower)
+    sync_debug: str = "off"  # off | warn | error: CUDA's sync debug mode in training steps that do not log/save
     channels_last: bool = False  # NHWC memory layout for conv models (tensor cores; oneDNN on AVX-512 CPUs)
     threads: int = 0  # CPU threads for torch; 0: auto (1 for 2D data, whose tiny ops only lose from sharing; else the cores)
     tf32: bool = True  # TF32 matmuls/convolutions on Ampere and newer GPUs
@@ -177,7 +183,8 @@ def validate_trainer(trainer: Any) -> None:
     for key in ("data_in_memory_gb", "instance_noise", "mode_seeking"):
         if not trainer[key] >= 0:  # NaN too
             raise ConfigError(f"trainer.{key} must be 0 or more, got {trainer[key]}.")
-    choices = {"nan_policy": NAN_POLICIES, "precision": PRECISIONS, "lr_decay": DECAYS}
+    choices = {"nan_policy": NAN_POLICIES, "precision": PRECISIONS, "lr_decay": DECAYS, "sync_debug": SYNC_DEBUG,
+               "compile_mode": COMPILE_MODES}
     for key, valid in choices.items():
         if trainer[key] not in valid:
             raise ConfigError(f"trainer.{key}={trainer[key]!r} is not valid; valid values: {' | '.join(valid)}.")

@@ -13,6 +13,7 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
+from gan_cli.engine.compile import eager_module
 from gan_cli.errors import ConfigError
 
 
@@ -68,11 +69,11 @@ def wrap(module: nn.Module, world: World, device: torch.device, sync_bn: bool) -
 
 
 def unwrap(module: nn.Module) -> nn.Module:
-    """The module inside DDP (and inside torch.compile around DDP)."""
-    inner = getattr(module, "_orig_mod", None)
-    if isinstance(inner, nn.parallel.DistributedDataParallel):
-        return inner.module
-    return module.module if isinstance(module, nn.parallel.DistributedDataParallel) else module
+    """The module inside DDP (and inside torch.compile around DDP); a compiled module without DDP as it is."""
+    inner = eager_module(module)
+    if inner is not module and not isinstance(inner, nn.parallel.DistributedDataParallel):
+        return module
+    return inner.module if isinstance(inner, nn.parallel.DistributedDataParallel) else inner
 
 
 def any_rank(flag: bool, world: World, device: torch.device) -> bool:

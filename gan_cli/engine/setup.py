@@ -116,15 +116,6 @@ def make_penalty(node: DictConfig | None):
     return build("penalty", node)
 
 
-def compiled(module: torch.nn.Module, name: str) -> torch.nn.Module:
-    """torch.compile(module), or the module itself with a message when compiling is not possible here."""
-    try:
-        return torch.compile(module)
-    except Exception as e:  # e.g. no C++ compiler, unsupported platform
-        ui.console.print(f"[yellow]trainer.compile: {name} runs eagerly ({type(e).__name__}: {e}).[/]")
-        return module
-
-
 def peak_memory_gb(device: torch.device) -> float:
     """Peak memory: allocated on the GPU, or the process's resident set on the CPU."""
     if device.type == "cuda":

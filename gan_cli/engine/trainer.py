@@ -35,7 +35,8 @@ from gan_cli.engine.resume_changes import Change
 from gan_cli.engine.run_lock import RunLock, is_main_process
 from gan_cli.engine.run_state import RunState
 from gan_cli.engine.schedules import lr_schedulers
-from gan_cli.engine.setup import compiled, configure_backends, configure_threads, make_optimizers, make_penalty
+from gan_cli.engine.compile import compile_networks
+from gan_cli.engine.setup import configure_backends, configure_threads, make_optimizers, make_penalty
 from gan_cli.engine.updates import Updates
 from gan_cli.errors import TrainingDiverged
 from gan_cli.games.base import Setup
@@ -90,15 +91,14 @@ class Trainer(Monitoring, Outputs, RunState):
             consumed = self._load(self.resumed_from)
         self.batches = BatchStream(data, t.batch_size, self.device, t.seed, t.num_workers, consumed,
                                    self.world.rank, self.world.size)
-        run = {k: wrap(m, self.world, self.device, t.sync_bn) for k, m in self.networks.items()}
-        self.networks.update({k: unwrap(m) for k, m in run.items()})  # SyncBatchNorm conversion keeps the parameters
-        if t.compile:
-            run = {k: compiled(m, k) for k, m in run.items()}
+        eager = {k: wrap(m, self.world, self.device, t.sync_bn) for k, m in self.networks.items()}
+        self.networks.update({k: unwrap(m) for k, m in eager.items()})  # SyncBatchNorm conversion keeps the parameters
+        run = compile_networks(eager, t.compile_mode, t.compile_backend) if t.compile else eager
         d_input = d_input_transform(t.augment, t.instance_noise, t.instance_noise_steps, t.max_steps, data.kind)
         self.updates = Updates(self.optimizers, self.batches, self.device, self.precision, self.emas, self.networks,
                                self.schedulers, d_input, layout == torch.channels_last, t.seed,
                                self.world.rank, self.world.size)
-        self.game.attach(run, self.updates)
+        self.game.attach(run, self.updates, eager)
         if self._noise_state is not None:
             self.updates.noise_rng.set_state(self._noise_state)
         self.rollbacks = 0

@@ -31,8 +31,8 @@ class Adversarial(Game):
         self._pending: tuple[Tensor, Tensor, Tensor] | None = None  # (z, fake, y) a G phase may reuse
         self._batch_size = 0
 
-    def attach(self, run, updates) -> None:
-        super().attach(run, updates)
+    def attach(self, run, updates, eager=None) -> None:
+        super().attach(run, updates, eager)
         self.D_plain = unwrap(run["D"])  # G's update reads D without DDP's gradient synchronisation
 
     @property
@@ -62,7 +62,7 @@ class Adversarial(Game):
         with u.precision.autocast():
             real_out, fake_out = D(real_in, y).float(), D(fake_in, y).float()
             loss_d = self.loss.d_loss(real_out, fake_out)
-        penalties = self.penalties(D, real_in, fake_in, y, step)
+        penalties = self.penalties(self.eager["D"], real_in, fake_in, y, step)  # double backward: uncompiled
         u.optimize("D", loss_d + sum(penalties.values()), measure, watch=loss_d)  # the sum of no penalties is 0
         self.loss.after_d_step(D)
         if record:

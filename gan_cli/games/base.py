@@ -8,8 +8,9 @@ the doctor, evaluation, NaN handling, signals and checkpoints.
 
 The engine calls, in order:
   Game(networks, data, setup, **options)       once; options come from the model file's `game:` node
-  game.attach(run_networks, updates)           the networks as they run (DDP / compiled) and the
+  game.attach(run_networks, updates, eager)    the networks as they run (DDP / compiled), the
                                                engine's services (gan_cli.engine.updates.Updates)
+                                               and the networks uncompiled (double backward)
   game.run_phase(phase, step, measure)         for each due phase of each iteration
   game.fixed_inputs(num, seed) / sample_picture(networks, fixed)   the fixed sample grid
   game.state_dict() / load_state_dict(state)   extra state (image pools, running means)
@@ -83,9 +84,10 @@ class Game:
                 raise ConfigError(f"trainer.{key}={value} is not supported by the {name} game (model.game.name="
                                   f"{name}); set trainer.{key}={valid}.")
 
-    def attach(self, run: dict[str, nn.Module], updates: "Updates") -> None:
-        """`run`: the networks as they train (wrapped for DDP, compiled); `updates`: the engine's services."""
-        self.run, self.updates = run, updates
+    def attach(self, run: dict[str, nn.Module], updates: "Updates", eager: dict[str, nn.Module] | None = None) -> None:
+        """`run`: the networks as they train (wrapped for DDP, compiled); `updates`: the engine's services;
+        `eager`: the same networks not compiled, for terms that differentiate twice (penalties)."""
+        self.run, self.updates, self.eager = run, updates, eager or run
 
     def run_phase(self, phase: Phase, step: int, measure: bool) -> None:
         """One update of `phase` at iteration `step` (1-based); `measure`: record gradient norms."""

@@ -52,8 +52,8 @@ class CycleGAN(Translation):
         self.pools = {name: ImagePool(pool_size, seed + i) for i, name in enumerate(self.discriminators)}
         self._fakes: dict[str, Tensor] = {}
 
-    def attach(self, run, updates) -> None:
-        super().attach(run, updates)
+    def attach(self, run, updates, eager=None) -> None:
+        super().attach(run, updates, eager)
         self.plain = {name: unwrap(run[name]) for name in self.discriminators}
 
     def run_phase(self, phase: Phase, step: int, measure: bool) -> None:
@@ -96,7 +96,7 @@ class CycleGAN(Translation):
             with u.precision.autocast():
                 real_out, fake_out = D(real).float(), D(fake).float()
                 loss = 0.5 * self.loss.d_loss(real_out, fake_out)
-            penalties = self.penalties(D, real, fake, None, step)
+            penalties = self.penalties(self.eager[name], real, fake, None, step)  # double backward: uncompiled
             losses.append(loss + sum(penalties.values()))
             stats.update({f"loss/{name}": loss, f"{name}/real": self.score(real_out),
                           f"{name}/fake": self.score(fake_out), **{f"penalty/{name}/{k}": v for k, v in penalties.items()}})

@@ -35,8 +35,8 @@ class Pix2Pix(Translation):
             self.phases = (Phase("D", "D", repeat=t.n_critic), Phase("G", "G", repeat=t.g_steps))
         self._pending: tuple[Tensor, Tensor, Tensor | None] | None = None  # (a, b, G(a)) the G phase may reuse
 
-    def attach(self, run, updates) -> None:
-        super().attach(run, updates)
+    def attach(self, run, updates, eager=None) -> None:
+        super().attach(run, updates, eager)
         self.D_plain = unwrap(run["D"])  # G's update reads D without DDP's gradient synchronisation
 
     def run_phase(self, phase: Phase, step: int, measure: bool) -> None:
@@ -55,7 +55,7 @@ class Pix2Pix(Translation):
         with u.precision.autocast():
             real_out, fake_out = D(real_in).float(), D(fake_in).float()
             loss_d = self.d_loss_scale * self.loss.d_loss(real_out, fake_out)
-        penalties = self.penalties(D, real_in, fake_in, None, step)
+        penalties = self.penalties(self.eager["D"], real_in, fake_in, None, step)  # double backward: uncompiled
         u.optimize("D", loss_d + sum(penalties.values()), measure, watch=loss_d)
         self.loss.after_d_step(D)
         u.record({"loss/D": loss_d, "D/real": self.score(real_out), "D/fake": self.score(fake_out),

@@ -67,7 +67,7 @@ class StyleGAN2(Adversarial):
 
     def r1_phase(self, step: int) -> None:
         """Lazy R1 (Mescheder et al. 2018) on a fresh real batch."""
-        u, D = self.updates, self.run["D"]
+        u, D = self.updates, self.eager["D"]  # double backward: uncompiled
         real, y = u.next_batch()
         with u.precision.full_precision():
             real = real.detach().float().requires_grad_(True)
@@ -83,7 +83,7 @@ class StyleGAN2(Adversarial):
         u = self.updates
         z = u.noise(max(1, self._batch_size // self.pl_batch_shrink), self.latent_dim)
         with u.precision.full_precision():
-            images, ws = self.run["G"](z, return_ws=True)  # through run["G"], so DDP sees the graph
+            images, ws = self.eager["G"](z, return_ws=True)  # uncompiled (double backward), DDP-wrapped
             noise = torch.randn_like(images) / math.sqrt(images.shape[2] * images.shape[3])
             (grad,) = torch.autograd.grad((images * noise).sum(), ws, create_graph=True)  # (B, num_ws, w_dim)
             lengths = grad.square().sum(2).mean(1).sqrt()  # (B,)

@@ -67,6 +67,12 @@ class Progress(nn.Module):
     def progress(self) -> tuple[int, float]:
         return self._progress
 
+    def growth(self) -> tuple[int, bool]:
+        """What the forward branches on: (level, fading). The fade weight is the ``alpha`` buffer, so a
+        compiled forward does not recompile at every step of a fade-in."""
+        level, alpha = self._progress
+        return level, level > 0 and alpha < 1.0
+
     def host_state(self) -> tuple[int, float]:
         return self._progress
 
@@ -98,16 +104,16 @@ class ProGANGenerator(Progress):
         self.pixel_norm = PixelNorm()
 
     def forward(self, z: Tensor, y: Tensor | None = None, native: bool = False) -> Tensor:
-        level, alpha = self.progress()
+        level, fading = self.growth()
         h = self.input(self.pixel_norm(z))  # (B, C0 * 16)
         h = self.stem(h.view(z.shape[0], -1, 4, 4))  # (B, C0, 4, 4)
         prev = h
         for block in self.blocks[:level]:
             prev, h = h, block(h)  # (B, C_i, 4 * 2^i, 4 * 2^i)
         out = self.to_rgb[level](h)
-        if level > 0 and alpha < 1.0:  # fade-in: the new resolution's output blended over the upsampled old one
+        if fading:  # the new resolution's output blended over the upsampled old one
             before = F.interpolate(self.to_rgb[level - 1](prev), scale_factor=2.0, mode="nearest")  # fp32 under CUDA autocast
-            out = torch.lerp(before.to(out.dtype), out, alpha)
+            out = torch.lerp(before.to(out.dtype), out, self.alpha.to(out.dtype))
         if not native and out.shape[-1] != self.resolution:
             out = F.interpolate(out, size=self.resolution, mode="nearest")
         return out
@@ -135,12 +141,13 @@ class ProGANDiscriminator(Progress):
         if not 0 <= level < self.num_levels or x.shape[-1] != 4 << level:
             raise ValueError(f"the ProGAN discriminator takes sides 4 .. {4 << (self.num_levels - 1)} (powers of "
                              f"two), got {tuple(x.shape)}")
-        current, alpha = self.progress()
+        current, fading = self.growth()
         h = self.from_rgb[level](x)
         if level > 0:
             h = self.blocks[level - 1](h)
-            if level == current and alpha < 1.0:  # fade-in: the new block's output over the old input layer's
-                h = torch.lerp(self.from_rgb[level - 1](F.avg_pool2d(x, 2)), h, alpha)
+            if level == current and fading:  # the new block's output over the old input layer's
+                before = self.from_rgb[level - 1](F.avg_pool2d(x, 2))
+                h = torch.lerp(before.to(h.dtype), h, self.alpha.to(h.dtype))
             for block in reversed(self.blocks[: level - 1]):
                 h = block(h)
         return self.final(h).squeeze(1)  # (B,)
