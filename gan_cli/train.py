@@ -34,21 +34,22 @@ def main(cfg: DictConfig) -> float | None:
         check_config(cfg, "The training config")  # imports torch for torch.optim targets
         import torch
 
-        from gan_cli.engine.device import device_for_job
+        from gan_cli.engine.device import claimed_gpu, device_for_job
         from gan_cli.engine.trainer import train
 
     hc = HydraConfig.get()
     job_num = hc.job.num if hc.mode == RunMode.MULTIRUN else None
     if job_num is not None and side_by_side(hc):
         prepare_parallel_job(job_num)
-    device = device_for_job(cfg.trainer.device, job_num)
-    if device.type == "cuda" and device.index is not None:
-        torch.cuda.set_device(device)  # libraries that use "the current GPU" follow the job's GPU
-    with open_dict(cfg):
-        cfg.trainer.device = str(device)
-    choices = {k: v for k, v in hc.runtime.choices.items() if not k.startswith("hydra/") and v is not None}
-    print_config_tree(cfg, choices)
-    result = train(cfg, hc.runtime.output_dir, choices, list(hc.overrides.task))
+    name = cfg.trainer.device
+    with claimed_gpu(name, device_for_job(name, job_num), job_num) as device:
+        if device.type == "cuda" and device.index is not None:
+            torch.cuda.set_device(device)  # libraries that use "the current GPU" follow the job's GPU
+        with open_dict(cfg):
+            cfg.trainer.device = str(device)
+        choices = {k: v for k, v in hc.runtime.choices.items() if not k.startswith("hydra/") and v is not None}
+        print_config_tree(cfg, choices)
+        result = train(cfg, hc.runtime.output_dir, choices, list(hc.overrides.task))
     if result["interrupted"]:
         sys.exit(exit_code(result["signal"]))  # 130 for Ctrl-C, 143 for SIGTERM, ...
     return objective(cfg, result)

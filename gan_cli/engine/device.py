@@ -1,6 +1,11 @@
 """Pick the device a run trains on and say why."""
 from __future__ import annotations
 
+import contextlib
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
 import torch
 
 from gan_cli.errors import ConfigError
@@ -60,3 +65,39 @@ def device_for_job(name: str, job_num: int | None, gpu_count: int | None = None)
         if gpus > 1:
             return torch.device("cuda", job_num % gpus)
     return resolve_device(name)
+
+
+@contextlib.contextmanager
+def claimed_gpu(name: str, device: torch.device, job_num: int | None, gpu_count: int | None = None,
+                lock_dir: Path | None = None) -> Iterator[torch.device]:
+    """The GPU a multirun job trains on, held for the job: with `auto`, job N prefers `cuda:(N % G)` but takes
+    the next GPU no other job holds, so a worker that joblib reuses (or a job that outlives its neighbours)
+    never shares a GPU with another job. Held with a lock file per GPU (`gan_cli-cuda<i>.lock` in the
+    system's temporary folder), released when the job ends, also when it dies. Other devices pass through."""
+    if name != "auto" or job_num is None or device.type != "cuda" or device.index is None:
+        yield device
+        return
+    try:
+        import fcntl
+    except ImportError:  # no flock (Windows): the preference alone
+        yield device
+        return
+    gpus = torch.cuda.device_count() if gpu_count is None else gpu_count
+    folder = Path(lock_dir or tempfile.gettempdir())
+    for i in ((device.index + k) % gpus for k in range(gpus)):
+        handle = open(folder / f"gan_cli-cuda{i}.lock", "a")
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            handle.close()
+            continue
+        try:
+            yield torch.device("cuda", i)
+        finally:
+            handle.close()  # closing releases the lock
+        return
+    from gan_cli.logging import console as ui
+
+    ui.console.print(f"[yellow]Every one of the {gpus} GPUs is held by another gan_cli job: job {job_num} shares "
+                     f"{device} (hydra.launcher.n_jobs above the number of GPUs?).[/]")
+    yield device

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from datetime import timedelta
 
 import torch
 import torch.distributed as dist
@@ -15,6 +16,9 @@ from torch import nn
 
 from gan_cli.engine.compile import eager_module
 from gan_cli.errors import ConfigError
+
+
+CONTROL_TIMEOUT = timedelta(hours=2)  # the longest rank 0 may evaluate while the other ranks wait
 
 
 @dataclass(frozen=True)
@@ -77,12 +81,49 @@ def unwrap(module: nn.Module) -> nn.Module:
 
 
 def any_rank(flag: bool, world: World, device: torch.device) -> bool:
-    """True on every rank if it is true on one (e.g. Ctrl-C seen by one process)."""
+    """True on every rank if it is true on one (e.g. Ctrl-C seen by one process). Blocking: for the
+    end of a run; inside the loop `Control.poll` does the same without waiting."""
     if not world.distributed:
         return flag
     t = torch.tensor(float(flag), device=device)
     dist.all_reduce(t, op=dist.ReduceOp.MAX)
     return bool(t.item())
+
+
+class Control:
+    """Agreement between ranks that never touches the GPU: a gloo group over host tensors.
+
+    `poll(flag)` all-reduces this iteration's flag in the background and returns the previous
+    iteration's result, so every rank stops at the same iteration without waiting on the device
+    or on the network. `barrier()` holds the other ranks while rank 0 alone evaluates or writes,
+    with a timeout (CONTROL_TIMEOUT) far longer than NCCL's default ten minutes.
+    """
+
+    def __init__(self, world: World):
+        self.world = world
+        self.group = dist.new_group(backend="gloo", timeout=CONTROL_TIMEOUT) if world.distributed else None
+        self._pending: tuple[dist.Work, torch.Tensor] | None = None
+
+    def poll(self, flag: bool) -> bool:
+        if self.group is None:
+            return flag
+        seen = self.drain()
+        t = torch.tensor([float(flag)])
+        self._pending = (dist.all_reduce(t, op=dist.ReduceOp.MAX, group=self.group, async_op=True), t)
+        return seen
+
+    def drain(self) -> bool:
+        """The result of the reduction in flight (False if none), waited for."""
+        if self._pending is None:
+            return False
+        work, t = self._pending
+        self._pending = None
+        work.wait()
+        return bool(t[0] > 0)
+
+    def barrier(self) -> None:
+        if self.group is not None:
+            dist.barrier(group=self.group)
 
 
 def gather_objects(obj, world: World) -> list:

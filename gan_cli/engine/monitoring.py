@@ -32,12 +32,25 @@ class Monitoring:
 
     def _extra_scalars(self, steps: int, seconds: float) -> dict[str, float]:
         return {
-            **{f"grad_norm/{k}": float(v) for k, v in self.updates.grad_norms.items()},
+            **self._grad_norms(),
             **{f"lr/{k}": opt.param_groups[0]["lr"] for k, opt in sorted(self.optimizers.items())},
             "perf/img_per_s": steps * self.t.batch_size / max(seconds, 1e-9),
             "perf/step_ms": seconds / max(steps, 1) * 1000,
             "perf/mem_gb": peak_memory_gb(self.device),
         }
+
+    def _grad_norms(self) -> dict[str, float]:
+        """grad_norm/<net> of the last measured step. Under fp16 an overflowing step (its grad scaler skips
+        it and lowers the scale: expected, and harmless) has no norm; amp/scale/<net> shows the scale."""
+        norms = {}
+        for name, value in self.updates.grad_norms.items():
+            value = float(value)
+            if name in self.precision.scalers:
+                norms[f"amp/scale/{name}"] = float(self.precision.scalers[name].get_scale())
+                if not math.isfinite(value):
+                    continue
+            norms[f"grad_norm/{name}"] = value
+        return norms
 
     def _diagnose(self, stats: dict[str, float]) -> dict[str, float]:
         """Run the training doctor on this log step; print new findings; health/* scalars."""
@@ -70,6 +83,8 @@ class Monitoring:
         self.rollbacks += 1
         consumed = self._load(self.last_good)
         self.batches.restart(consumed)
+        if self._noise_state is not None:
+            self.updates.noise_rng.set_state(self._noise_state)
         for opt in self.optimizers.values():
             for group in opt.param_groups:
                 group["lr"] *= 0.5

@@ -9,6 +9,7 @@ from torch import nn
 from torchvision.utils import save_image
 
 from gan_cli.engine.checkpoint import save_atomic
+from gan_cli.engine.precision import full_fp32
 from gan_cli.engine.report import hparams_of
 from gan_cli.errors import ConfigError
 from gan_cli.logging import console as ui
@@ -43,7 +44,8 @@ class Outputs:
             if self._evaluator is None:  # may train the digits classifier once: keep the training RNG intact
                 self._evaluator = self.game.evaluator(self.cfg.dataset, self.data, settings, self.device,
                                                       self.latent_dim)
-            self.eval_results, _ = self._evaluator(self.output_networks())
+            with full_fp32():  # metrics in true fp32, whatever TF32 setting training uses
+                self.eval_results, _ = self._evaluator(self.output_networks())
         self.logger.scalars(self.step, {f"metrics/{k}": v for k, v in self.eval_results.items()})
         ui.console.print(f"step {self.step} eval: " + ", ".join(f"{k} {v:.4g}" for k, v in self.eval_results.items()),
                          highlight=False, soft_wrap=True)

@@ -7,6 +7,7 @@ the penalty's inner gradient is neither scaled nor rounded.
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Iterator
 
 import torch
 from torch import Tensor
@@ -15,6 +16,17 @@ from gan_cli.config import PRECISIONS
 from gan_cli.errors import ConfigError
 
 DTYPES = dict(zip(PRECISIONS, (None, torch.bfloat16, torch.float16)))
+
+
+@contextlib.contextmanager
+def full_fp32() -> Iterator[None]:
+    """No TF32 inside: penalties and evaluation compute in true fp32 on Ampere and newer GPUs."""
+    saved = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
+    torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = False
+    try:
+        yield
+    finally:
+        torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = saved
 
 
 class Precision:
@@ -30,9 +42,13 @@ class Precision:
         return torch.autocast(self.device.type, dtype=self.dtype)
 
     def full_precision(self) -> contextlib.AbstractContextManager:
-        if self.dtype is None:
-            return contextlib.nullcontext()
-        return torch.autocast(self.device.type, enabled=False)
+        """Autocast off and, on a GPU, no TF32: gradient penalties differentiate D in true fp32."""
+        stack = contextlib.ExitStack()
+        if self.dtype is not None:
+            stack.enter_context(torch.autocast(self.device.type, enabled=False))
+        if self.device.type == "cuda":
+            stack.enter_context(full_fp32())
+        return stack
 
     def backward(self, loss: Tensor, net: str) -> None:
         (self.scalers[net].scale(loss) if net in self.scalers else loss).backward()

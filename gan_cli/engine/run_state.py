@@ -24,7 +24,10 @@ from gan_cli.engine.checkpoint import LAST, VERSION, find_checkpoint, load_check
 from gan_cli.engine.distributed import gather_objects
 from gan_cli.engine.finite import nonfinite
 from gan_cli.engine.resume_changes import apply_optimizer_changes, differences, refuse_fixed
-from gan_cli.errors import CheckpointError
+from gan_cli.errors import CheckpointError, ConfigError, GanCliError
+from gan_cli.logging import console as ui
+
+CPU_GENERATOR_BYTES = torch.Generator().get_state().numel()  # a CUDA generator's state is 16 bytes
 
 
 class RunState:
@@ -46,13 +49,47 @@ class RunState:
             "batches_consumed": self.batches.consumed,
             "rng": {"cpu": rng, "cuda": torch.cuda.get_rng_state_all() if self.device.type == "cuda" else [],
                     "per_rank": gather_objects(rng, self.world) if gather else [rng],
-                    "noise": self.updates.noise_rng.get_state()},
+                    "cuda_per_rank": self._cuda_rng_per_rank(gather),
+                    "noise": self.updates.noise_rng.get_state(), "noise_device": self.device.type},
             "fixed": {k: v.cpu() for k, v in self.fixed.items()},
             "config": OmegaConf.to_container(self.cfg, resolve=True),
             "best": self.best, "eval_results": dict(self.eval_results), "doctor": self.doctor.state_dict(),
             "data": {"name": data.name, "kind": data.kind, "shape": list(data.shape), "num_classes": data.num_classes,
                      "input_shape": list(data.input_shape) if data.input_shape else None},
         }
+
+    def _cuda_rng_per_rank(self, gather: bool) -> list:
+        """Each rank's own CUDA generator state (rank r draws on cuda:LOCAL_RANK)."""
+        if self.device.type != "cuda":
+            return []
+        state = torch.cuda.get_rng_state(self.device)
+        return gather_objects(state, self.world) if gather else [state]
+
+    def _resume_on_every_rank(self) -> tuple[Path | None, int]:
+        """Resume as trainer.resume says, and make sure every rank resumed from the same step: a rank that
+        cannot (a run folder not shared, a missing file) stops them all with its reason, instead of leaving
+        the others waiting in a collective."""
+        try:
+            path = self._resume_path()
+            consumed = self._load(path) if path is not None else 0
+            problem = None
+        except GanCliError as e:
+            path, consumed, problem = None, 0, e
+        if not self.world.distributed:
+            if problem is not None:
+                raise problem
+            return path, consumed
+        views = gather_objects((str(problem) if problem else None, self.step, str(path)), self.world)
+        if problem is not None:
+            raise problem
+        for rank, (message, _, _) in enumerate(views):
+            if message:
+                raise ConfigError(f"Rank {rank} could not resume: {message}")
+        if len({step for _, step, _ in views}) > 1:
+            found = "; ".join(f"rank {r}: step {step} from {where}" for r, (_, step, where) in enumerate(views))
+            raise ConfigError(f"The ranks resumed from different points ({found}). Every node must see the same run "
+                              "folder: give the same hydra.run.dir on a filesystem all nodes share.")
+        return path, consumed
 
     @property
     def game_name(self) -> str:
@@ -78,6 +115,27 @@ class RunState:
             path = self.run_dir / "checkpoints" / LAST
             return path if path.is_file() else None
         return find_checkpoint(resume)
+
+    def _load_rng(self, rng: dict, path: Path) -> None:
+        """The random streams as saved. From a checkpoint of another device type (CUDA <-> CPU), whose generator
+        states this device cannot take, the device streams restart from the seed and step, with a note."""
+        per_rank = rng.get("per_rank", [])
+        torch.set_rng_state(per_rank[self.world.rank] if len(per_rank) == self.world.size else rng["cpu"])
+        saved_on = rng.get("noise_device") or ("cpu" if rng["noise"].numel() == CPU_GENERATOR_BYTES else "cuda")
+        if self.device.type == "cuda":
+            mine = rng.get("cuda_per_rank") or []
+            if len(mine) == self.world.size:
+                torch.cuda.set_rng_state(mine[self.world.rank], self.device)
+            elif saved_on == "cuda" and rng.get("cuda"):  # before per-rank states: the first device's
+                torch.cuda.set_rng_state(rng["cuda"][0], self.device)
+        if saved_on == self.device.type:
+            self._noise_state = rng["noise"]
+            return
+        self._noise_state = torch.Generator(self.device).manual_seed(self.t.seed + 1 + self.step).get_state()
+        torch.manual_seed(self.t.seed + self.world.rank + self.step)
+        ui.console.print(f"[yellow]{path} was saved on {saved_on} and this run continues on {self.device.type}: the "
+                         "random streams restart from the seed at this step, so the run goes on correctly but not bit "
+                         "for bit as it would have on the same device.[/]", highlight=False, soft_wrap=True)
 
     def _load(self, path: Path) -> int:
         """Load a checkpoint's state over the built run, then the config's changes to it (resume_changes)."""
@@ -111,11 +169,7 @@ class RunState:
         self.best = state.get("best")
         self.eval_results = dict(state.get("eval_results") or {})  # the doctor reads them
         self.doctor.load_state_dict(state.get("doctor"))
-        per_rank = state["rng"].get("per_rank", [])
-        torch.set_rng_state(per_rank[self.world.rank] if len(per_rank) == self.world.size else state["rng"]["cpu"])
-        if self.device.type == "cuda" and len(state["rng"]["cuda"]) == torch.cuda.device_count():
-            torch.cuda.set_rng_state_all(state["rng"]["cuda"])
-        self._noise_state = state["rng"].get("noise")
+        self._load_rng(state["rng"], path)
         self.fixed = {k: v.to(self.device) for k, v in state["fixed"].items()}
         settings = {name: spec.settings for name, spec in self.game.optimizers.items()}
         self.changes = apply_optimizer_changes(  # also after a rollback to the checkpoint the run resumed from

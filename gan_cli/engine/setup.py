@@ -1,8 +1,11 @@
 """Setting a run up: backends, optimizers, compilation, memory readings."""
 from __future__ import annotations
 
+import contextlib
+import inspect
 import os
 import re
+from collections.abc import Iterator
 
 import torch
 from omegaconf import DictConfig
@@ -23,11 +26,43 @@ def configure_threads(threads: int, data_kind: str) -> int:
     return torch.get_num_threads()
 
 
-def configure_backends(device: torch.device, tf32: bool) -> None:
+def configure_backends(device: torch.device, tf32: bool, deterministic: bool = False) -> None:
+    """Backend flags for a run (`train` restores the previous ones afterwards: `backend_state`)."""
+    if deterministic:  # cuBLAS needs its workspace fixed before its first call
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+        torch.use_deterministic_algorithms(True)
     if device.type == "cuda":
         torch.backends.cuda.matmul.allow_tf32 = tf32
         torch.backends.cudnn.allow_tf32 = tf32
-        torch.backends.cudnn.benchmark = True  # fixed shapes: let cuDNN pick its fastest kernels
+        torch.backends.cudnn.benchmark = not deterministic  # fixed shapes: let cuDNN pick its fastest kernels
+        torch.backends.cudnn.deterministic = deterministic
+
+
+def backend_state() -> tuple:
+    """The backend flags a run may change, to give back afterwards with `restore_backends`."""
+    return (torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32, torch.backends.cudnn.benchmark,
+            torch.backends.cudnn.deterministic, torch.are_deterministic_algorithms_enabled(),
+            torch.is_deterministic_algorithms_warn_only_enabled())
+
+
+def restore_backends(state: tuple) -> None:
+    (torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32, torch.backends.cudnn.benchmark,
+     torch.backends.cudnn.deterministic, deterministic, warn_only) = state
+    torch.use_deterministic_algorithms(deterministic, warn_only=warn_only)
+
+
+@contextlib.contextmanager
+def sync_debug(mode: str, device: torch.device) -> Iterator[None]:
+    """trainer.sync_debug on a CUDA device: torch warns (warn) or raises (error) at any operation that makes
+    the host wait on the GPU inside the block. Nothing on other devices."""
+    if mode == "off" or device.type != "cuda":
+        yield
+        return
+    torch.cuda.set_sync_debug_mode(mode)
+    try:
+        yield
+    finally:
+        torch.cuda.set_sync_debug_mode(0)
 
 
 # What torch's optimizers accept, for the error message (their own messages name the key in words).
@@ -97,12 +132,21 @@ def make_optimizer(group: str, node: DictConfig, params: list[torch.nn.Parameter
         raise ConfigError(f"{group}.lr={lr} is not valid: the learning rate must be a number, 0 or more.")
     factory = build(group, node)
     extra = {}
-    if device.type == "cuda" and "fused" not in node and "Adam" in str(node.get("_target_", "")):
-        extra["fused"] = True
+    if device.type == "cuda" and "fused" not in node and takes_fused(factory):
+        extra["fused"] = True  # one kernel per step, and fp16's grad scaler needs no host read
     try:
         return factory(params, **extra)
     except (ValueError, TypeError) as e:
         raise optimizer_error(group, node, e) from e
+
+
+def takes_fused(factory) -> bool:
+    """Whether an optimizer has a fused CUDA kernel (Adam, AdamW, SGD; not NAdam, RAdam, Adamax, RMSprop)."""
+    cls = getattr(factory, "func", factory)  # build() gives a functools.partial of the class
+    try:
+        return "fused" in inspect.signature(cls).parameters
+    except (TypeError, ValueError):
+        return False
 
 
 def make_penalty(node: DictConfig | None):

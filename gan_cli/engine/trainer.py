@@ -22,7 +22,7 @@ from gan_cli.engine.augment import d_input_transform
 from gan_cli.engine.batches import BatchStream, materialize
 from gan_cli.engine.build import build
 from gan_cli.engine.device import describe_device, resolve_device
-from gan_cli.engine.distributed import any_rank, gather_objects, init_world, parameters_checksum, \
+from gan_cli.engine.distributed import Control, any_rank, gather_objects, init_world, parameters_checksum, \
     rank_device, unwrap, wrap
 from gan_cli.engine.ema import EMA
 from gan_cli.engine.interrupt import StopNow, StopOnSignal
@@ -36,7 +36,8 @@ from gan_cli.engine.run_lock import RunLock, is_main_process
 from gan_cli.engine.run_state import RunState
 from gan_cli.engine.schedules import lr_schedulers
 from gan_cli.engine.compile import compile_networks
-from gan_cli.engine.setup import configure_backends, configure_threads, make_optimizers, make_penalty
+from gan_cli.engine.setup import backend_state, configure_backends, configure_threads, make_optimizers, make_penalty, \
+    restore_backends, sync_debug
 from gan_cli.engine.updates import Updates
 from gan_cli.errors import TrainingDiverged
 from gan_cli.games.base import Setup
@@ -58,7 +59,8 @@ class Trainer(Monitoring, Outputs, RunState):
         validate_trainer(t)
         self.world = init_world(t.device)
         self.device = rank_device(resolve_device(t.device), self.world)
-        configure_backends(self.device, t.tf32)
+        configure_backends(self.device, t.tf32, t.deterministic)
+        self.control = Control(self.world)
         if not self.world.main:
             ui.console.quiet = True  # rank 0 speaks for the run
         torch.manual_seed(t.seed)  # the same initial weights on every rank
@@ -86,9 +88,7 @@ class Trainer(Monitoring, Outputs, RunState):
         self.step, consumed, self.best, self._noise_state = 0, 0, None, None
         self.eval_results: dict[str, float] = {}
         self.changes: list[Change] = []  # config changes a resume applied
-        self.resumed_from = self._resume_path()
-        if self.resumed_from is not None:
-            consumed = self._load(self.resumed_from)
+        self.resumed_from, consumed = self._resume_on_every_rank()
         self.batches = BatchStream(data, t.batch_size, self.device, t.seed, t.num_workers, consumed,
                                    self.world.rank, self.world.size)
         eager = {k: wrap(m, self.world, self.device, t.sync_bn) for k, m in self.networks.items()}
@@ -132,10 +132,11 @@ class Trainer(Monitoring, Outputs, RunState):
         self.clock, self._window = ui.Stopwatch(), (0.0, self.step)
         start_step = self.step
         with ui.TrainProgress(t.max_steps, self.step) as bar:
-            while self.step < t.max_steps and not any_rank(stop.requested, self.world, self.device):
+            while self.step < t.max_steps and not self.control.poll(stop.requested):
                 log_now = (self.step + 1) % t.log_every == 0 or self.step + 1 == t.max_steps
                 try:
-                    self.updates.iteration(self.game, self.step + 1, measure=log_now)
+                    with sync_debug(t.sync_debug if self.step >= start_step + 2 else "off", self.device):
+                        self.updates.iteration(self.game, self.step + 1, measure=log_now)
                 except Exception:
                     if stop.requested:  # the iteration broke off half-way: it must not be saved
                         raise StopNow(stop.signum) from None
@@ -147,7 +148,7 @@ class Trainer(Monitoring, Outputs, RunState):
                 except TrainingDiverged as diverged:
                     if not self._rollback(diverged):
                         raise
-            interrupted = any_rank(stop.requested, self.world, self.device)
+            interrupted = any_rank(self.control.drain() or stop.requested, self.world, self.device)
             if interrupted and self.step > start_step and self._saved_at != self.step:  # evaluation can wait
                 self.sample()
                 self.save()
@@ -172,6 +173,7 @@ class Trainer(Monitoring, Outputs, RunState):
             self.sample()
         if t.eval_every and (final or self.step % t.eval_every == 0):
             self.evaluate()
+            self.control.barrier()  # the other ranks wait for rank 0's evaluation off NCCL's clock
         if final or self.step % t.ckpt_every == 0:
             self.save()
 
@@ -183,11 +185,12 @@ def train(cfg: DictConfig, run_dir: str | Path, choices: dict[str, str] | None =
     run_dir.mkdir(parents=True, exist_ok=True)
     check_config(cfg, "The training config")
     lock = RunLock(run_dir) if is_main_process() else contextlib.nullcontext()
-    threads = torch.get_num_threads()  # trainer.threads holds for this run only
+    threads, backends = torch.get_num_threads(), backend_state()  # a run's threads and flags hold for it only
     try:
         with lock, StopOnSignal() as stop:  # one writer per run folder; a stop signal while starting counts too
             return Trainer(cfg, run_dir, choices, overrides).fit(stop)
     finally:
         torch.set_num_threads(threads)
+        restore_backends(backends)
         if torch.distributed.is_initialized():
             torch.distributed.destroy_process_group()

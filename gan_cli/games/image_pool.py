@@ -45,8 +45,8 @@ class ImagePool:
 
     @torch.no_grad()
     def query(self, fakes: Tensor) -> Tensor:
-        """What D is shown for `fakes` (B, ...): a batch of the same shape, detached."""
-        fakes = fakes.detach()
+        """What D is shown for `fakes` (B, ...): a batch of the same shape, detached, fp32 (the pool is state)."""
+        fakes = fakes.detach().float()
         if self.size == 0:
             return fakes
         shown, slots = self.plan(len(fakes))

@@ -14,6 +14,7 @@ instead of repeating it: metrics.jsonl keeps only its rows up to step N, and the
 from __future__ import annotations
 
 import json
+import math
 import os
 import time
 from pathlib import Path
@@ -49,7 +50,8 @@ class RunLogger:
                 summary.value[0].metadata.CopyFrom(self._scalar_metadata(tag))
                 self._described.add(tag)
             events.add_summary(summary, step, now)
-        self.jsonl.write(json.dumps({"step": step, "time": round(now, 3), **values}) + "\n")
+        strict = {k: v if math.isfinite(v) else None for k, v in values.items()}  # JSON has no NaN / Infinity
+        self.jsonl.write(json.dumps({"step": step, "time": round(now, 3), **strict}, allow_nan=False) + "\n")
         self.jsonl.flush()
 
     def _scalar_metadata(self, tag: str) -> SummaryMetadata:

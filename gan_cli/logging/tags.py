@@ -44,6 +44,8 @@ def tag_help(probabilities: bool) -> dict[str, str]:
         "diag/gp_grad_norm": "WGAN-GP: mean ||grad D(x_hat)|| on the interpolates; the penalty holds it near 1.",
         "grad_norm/D": "L2 norm of all D gradients at the last D step before the log.",
         "grad_norm/G": "L2 norm of all G gradients at the last G step before the log.",
+        "amp/scale/*": "fp16: the grad scaler's loss scale for this network. It halves at a step whose gradients "
+                       "overflowed (that step is skipped, and grad_norm/* is not logged for it), and grows again.",
         "lr/D": "Discriminator learning rate.",
         "lr/G": "Generator learning rate.",
         "perf/img_per_s": "Training throughput: generator steps x batch size per second.",
