@@ -1,9 +1,14 @@
-"""DistributedDataParallel on the CPU: 2 processes with the gloo backend, started by torchrun."""
+"""DistributedDataParallel on the CPU with the gloo backend, started by torchrun: 2 processes on one node, and
+two single-process "nodes" that meet at a c10d rendezvous on 127.0.0.1."""
 import os
+import signal
+import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
+import pytest
 import torch
 
 from tests.conftest import REPO, run_gan
@@ -19,6 +24,61 @@ def torchrun(*args: str, procs: int = 2) -> subprocess.CompletedProcess:
     env.update({"COLUMNS": "120", "OMP_NUM_THREADS": "1"})
     cmd = [TORCHRUN, "--standalone", f"--nproc_per_node={procs}", "-m", "gan_cli.train", *args]
     return subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=300, env=env)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def kill_torchrun(p: subprocess.Popen) -> None:
+    """SIGKILL a torchrun agent and its workers (torchrun starts each worker in a session of its own)."""
+    workers = subprocess.run(["pgrep", "-P", str(p.pid)], capture_output=True, text=True).stdout.split()
+    for kill, pid in [*((os.kill, int(w)) for w in workers), (os.killpg, p.pid)]:
+        try:
+            kill(pid, signal.SIGKILL)
+        except ProcessLookupError:  # it ended meanwhile
+            pass
+    p.wait()
+
+
+def two_nodes(*args: str, logs: Path, timeout: float = 120) -> list[tuple[int, str, str]]:
+    """Two torchrun "nodes" of one process each on this machine, meeting at a c10d rendezvous on 127.0.0.1
+    (as `torchrun --nnodes=2 --rdzv_endpoint=HOST:PORT` on two machines): (exit code, stdout, stderr) of each.
+    Both are killed (their workers too) if either is still running after `timeout` seconds."""
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("HYDRA_FULL_ERROR", "RANK", "LOCAL_RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT")}
+    env.update({"COLUMNS": "120", "OMP_NUM_THREADS": "1"})
+    port = free_port()
+    cmd = [TORCHRUN, "--nnodes=2", "--nproc_per_node=1", "--rdzv_backend=c10d", f"--rdzv_endpoint=127.0.0.1:{port}",
+           f"--rdzv_id=test-{port}", "--rdzv_conf=join_timeout=60", "-m", "gan_cli.train", *args]
+    logs.mkdir(parents=True, exist_ok=True)
+    procs, files = [], []
+    try:
+        for node in range(2):
+            out, err = open(logs / f"node{node}.out", "w+"), open(logs / f"node{node}.err", "w+")
+            files += [out, err]
+            procs.append(subprocess.Popen(cmd, cwd=REPO, stdout=out, stderr=err, text=True, env=env,
+                                          start_new_session=True))
+        deadline = time.monotonic() + timeout
+        while any(p.poll() is None for p in procs) and time.monotonic() < deadline:
+            time.sleep(0.2)
+    finally:
+        hung = [node for node, p in enumerate(procs) if p.poll() is None]
+        for p in procs:
+            if p.poll() is None:
+                kill_torchrun(p)
+        texts = []
+        for f in files:
+            f.seek(0)
+            texts.append(f.read())
+            f.close()
+    results = [(p.returncode, texts[2 * i], texts[2 * i + 1]) for i, p in enumerate(procs)]
+    if hung:
+        tails = (f"node {i} stdout:\n{o[-1500:]}\nstderr:\n{e[-1500:]}" for i, (_, o, e) in enumerate(results))
+        pytest.fail(f"node(s) {hung} still running after {timeout} s, killed:\n" + "\n".join(tails))
+    return results
 
 
 def generator(run: Path) -> dict:
@@ -53,6 +113,36 @@ def test_ddp_resume_with_gradient_penalty_and_ema(tmp_path):
     for part in ("networks", "ema"):
         for net in a[part]:
             assert all(torch.equal(a[part][net][k], b[part][net][k]) for k in a[part][net]), (part, net)
+
+
+def test_two_nodes_match_one_process_and_resume_exactly(tmp_path):
+    """`torchrun --nnodes=2` with a c10d rendezvous, each node one process: the ranks stay in sync, train what one
+    process with the global batch trains, and a run resumed half-way (on both nodes) ends bit for bit where
+    the uninterrupted run ends."""
+    common = [*MLP, "trainer.ema.enabled=true", "trainer.batch_size=16"]
+    runs = {"full": [*common, "trainer.max_steps=8"], "half": [*common, "trainer.max_steps=4"],
+            "resumed": [*common, "trainer.max_steps=8", f"trainer.resume={tmp_path / 'half'}"]}
+    for name, args in runs.items():
+        nodes = two_nodes(*args, f"hydra.run.dir={tmp_path / name}", logs=tmp_path / "logs" / name)
+        for node, (code, out, err) in enumerate(nodes):
+            assert code == 0, (name, node, out[-2000:], err[-3000:])
+        speaking = [out for _, out, _ in nodes if "run summary" in out]
+        assert len(speaking) == 1, name  # rank 0, on whichever node the rendezvous made node 0
+        assert "global batch 2 x 16 = 32; ranks in sync: yes" in speaking[0], (name, speaking[0][-2000:])
+    log = (tmp_path / "resumed/train.log").read_text()
+    assert f"resumed from {tmp_path / 'half/checkpoints/last.pt'} at step 4" in log
+    single = run_gan("train", *MLP, "trainer.ema.enabled=true", "trainer.max_steps=8", "trainer.batch_size=32",
+                     f"hydra.run.dir={tmp_path / 'single'}", env={"OMP_NUM_THREADS": "1"})
+    assert single.returncode == 0, single.stderr
+    a, b = generator(tmp_path / "full"), generator(tmp_path / "single")
+    for k in a:
+        torch.testing.assert_close(a[k], b[k], rtol=1e-4, atol=1e-5)
+    full = torch.load(tmp_path / "full/checkpoints/last.pt", weights_only=True)
+    resumed = torch.load(tmp_path / "resumed/checkpoints/last.pt", weights_only=True)
+    assert len(full["rng"]["per_rank"]) == 2 and resumed["step"] == 8
+    for part in ("networks", "ema"):
+        for net in full[part]:
+            assert all(torch.equal(full[part][net][k], resumed[part][net][k]) for k in full[part][net]), (part, net)
 
 
 def test_sync_bn_needs_several_processes(tmp_path):

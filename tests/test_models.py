@@ -9,6 +9,7 @@ import torch
 from omegaconf import OmegaConf
 from torch import nn
 
+from benchmarks.dcgan_plain import networks as reference_dcgan  # pytorch/examples, layer by layer
 from gan_cli.errors import ConfigError
 from gan_cli.models import dcgan, mlp
 from gan_cli.models.base import GanModels
@@ -65,25 +66,6 @@ def test_discriminator_returns_raw_logits():
     with torch.no_grad():
         d.main[-1].bias.fill_(5.0)
     assert (d(torch.zeros(BATCH, 2)) > 1).all()
-
-
-def reference_dcgan(nz=100, ngf=64, ndf=64, nc=3) -> tuple[nn.Sequential, nn.Sequential]:
-    """pytorch/examples dcgan netG.main and netD.main, layer by layer."""
-    netg = nn.Sequential(
-        nn.ConvTranspose2d(nz, ngf * 8, 4, 1, 0, bias=False), nn.BatchNorm2d(ngf * 8), nn.ReLU(True),
-        nn.ConvTranspose2d(ngf * 8, ngf * 4, 4, 2, 1, bias=False), nn.BatchNorm2d(ngf * 4), nn.ReLU(True),
-        nn.ConvTranspose2d(ngf * 4, ngf * 2, 4, 2, 1, bias=False), nn.BatchNorm2d(ngf * 2), nn.ReLU(True),
-        nn.ConvTranspose2d(ngf * 2, ngf, 4, 2, 1, bias=False), nn.BatchNorm2d(ngf), nn.ReLU(True),
-        nn.ConvTranspose2d(ngf, nc, 4, 2, 1, bias=False), nn.Tanh(),
-    )
-    netd = nn.Sequential(
-        nn.Conv2d(nc, ndf, 4, 2, 1, bias=False), nn.LeakyReLU(0.2, inplace=True),
-        nn.Conv2d(ndf, ndf * 2, 4, 2, 1, bias=False), nn.BatchNorm2d(ndf * 2), nn.LeakyReLU(0.2, inplace=True),
-        nn.Conv2d(ndf * 2, ndf * 4, 4, 2, 1, bias=False), nn.BatchNorm2d(ndf * 4), nn.LeakyReLU(0.2, inplace=True),
-        nn.Conv2d(ndf * 4, ndf * 8, 4, 2, 1, bias=False), nn.BatchNorm2d(ndf * 8), nn.LeakyReLU(0.2, inplace=True),
-        nn.Conv2d(ndf * 8, 1, 4, 1, 0, bias=False), nn.Sigmoid(),
-    )
-    return netg, netd
 
 
 def test_dcgan_64_matches_pytorch_examples():

@@ -29,10 +29,23 @@ def full_fp32() -> Iterator[None]:
         torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = saved
 
 
+def check_supported(name: str, device: torch.device) -> None:
+    """A precision this device cannot run is a ConfigError that says what to choose instead."""
+    if name == "bf16" and device.type == "cuda" and not torch.cuda.is_bf16_supported():
+        raise ConfigError(f"trainer.precision=bf16 needs a GPU with bfloat16 support (Ampere or newer); "
+                          f"{torch.cuda.get_device_name(device)} has none. Use trainer.precision=fp16 (with grad "
+                          "scaling) or fp32.")
+    available = getattr(torch.amp, "is_autocast_available", lambda kind: kind in ("cuda", "cpu"))
+    if name != "fp32" and not available(device.type):
+        raise ConfigError(f"trainer.precision={name} needs autocast, which torch {torch.__version__} does not offer "
+                          f"on {device.type}; use trainer.precision=fp32 there.")
+
+
 class Precision:
     def __init__(self, name: str, device: torch.device, optimizers: tuple[str, ...] = ("D", "G")):
         if name not in DTYPES:
             raise ConfigError(f"trainer.precision={name!r} is not supported; valid: {', '.join(DTYPES)}.")
+        check_supported(name, device)
         self.name, self.device, self.dtype = name, device, DTYPES[name]
         self.scalers = {k: torch.amp.GradScaler(device.type) for k in optimizers} if name == "fp16" else {}
 
