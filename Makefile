@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install train test bench tensorboard clean
+.PHONY: install train test bench tensorboard clean gpu-check wheels
 
 install: $(STAMP)
 
@@ -32,6 +32,20 @@ bench: install
 
 tensorboard: install
 	$(BIN)/tensorboard --logdir outputs/
+
+# A CUDA machine checked end to end -> benchmarks/GPU.md, with the system python (there is no venv there):
+#   make gpu-check ARGS="--wheels wheels"      ARGS="--device cpu --quick --out /tmp/gpu_cpu.md": a CPU dry run
+gpu-check:
+	$(PYTHON) benchmarks/gpu_check.py $(ARGS)
+
+# hydra-core, omegaconf and antlr4 as wheels in wheels/, for a machine that has torch but not them. The first two
+# at constraints.txt's pins; antlr4 4.9.3 (omegaconf 2.3's pin) is a source archive on PyPI: pip wheel builds it.
+WHEELS := $(shell grep -E '^(hydra-core|omegaconf)==' constraints.txt) antlr4-python3-runtime==4.9.3
+
+wheels:
+	$(PYTHON) -m pip download --quiet --no-deps --dest wheels $(WHEELS)
+	for f in wheels/*.tar.gz; do [ -e "$$f" ] || continue; \
+		$(PYTHON) -m pip wheel --quiet --no-deps --wheel-dir wheels "$$f" && rm "$$f"; done
 
 clean:
 	rm -rf $(VENV) build dist *.egg-info

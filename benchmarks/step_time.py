@@ -26,48 +26,21 @@ import time
 from pathlib import Path
 
 import torch
-from torch import nn
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+from benchmarks import dcgan_plain  # noqa: E402
 from gan_cli.data.embedded import fake  # noqa: E402
 from gan_cli.engine.trainer import train  # noqa: E402
 from tests.conftest import compose_cfg  # noqa: E402
-from tests.test_models import reference_dcgan  # noqa: E402
 
-NZ, NGF, NDF, NC, BATCH = 100, 64, 64, 3, 64
+BATCH = 64
 
 
 def plain_loop_ms(images: torch.Tensor, warmup: int, steps: int, device: torch.device, batch: int = BATCH) -> float:
-    """The pytorch/examples training step, timed after `warmup` steps."""
-    torch.manual_seed(0)
-    G, D = (m.to(device) for m in reference_dcgan(NZ, NGF, NDF, NC))  # pytorch/examples, layer for layer
-    criterion = nn.BCELoss()
-    opt_d = torch.optim.Adam(D.parameters(), lr=2e-4, betas=(0.5, 0.999))
-    opt_g = torch.optim.Adam(G.parameters(), lr=2e-4, betas=(0.5, 0.999))
-    images = images.to(device)
-    real_label = torch.full((batch,), 1.0, device=device)
-    fake_label = torch.full((batch,), 0.0, device=device)
-    start = 0.0
-    for i in range(warmup + steps):
-        if i == warmup:
-            sync(device)
-            start = time.perf_counter()
-        real = images[torch.randint(len(images), (batch,), device=device)]
-        D.zero_grad()
-        err_real = criterion(D(real).view(-1), real_label)
-        err_real.backward()
-        fake_x = G(torch.randn(batch, NZ, 1, 1, device=device))
-        err_fake = criterion(D(fake_x.detach()).view(-1), fake_label)
-        err_fake.backward()
-        opt_d.step()
-        G.zero_grad()
-        err_g = criterion(D(fake_x).view(-1), real_label)
-        err_g.backward()
-        opt_g.step()
-    sync(device)
-    return (time.perf_counter() - start) / steps * 1000
+    """The pytorch/examples training step (benchmarks/dcgan_plain.py) on `images`, timed after `warmup` steps."""
+    return batch / dcgan_plain.img_per_s(device, batch, warmup, steps, images) * 1000
 
 
 def tool_ms(warmup: int, steps: int, device: str, num_samples: int) -> float:
@@ -104,11 +77,6 @@ def startup_s(device: str, step_ms: float) -> float:
     first_log = json.loads((run / "metrics.jsonl").read_text().splitlines()[0])["time"]
     shutil.rmtree(run, ignore_errors=True)
     return first_log - launched - step_ms / 1000
-
-
-def sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize()
 
 
 def main() -> None:

@@ -33,19 +33,23 @@ from gan_cli.engine.trainer import train  # noqa: E402
 from tests.conftest import compose_cfg  # noqa: E402
 
 
+def overrides(batch: int, precision: str, compile_: bool, warmup: int, steps: int, device: str) -> list[str]:
+    """`gan train` overrides of one row: pytorch/examples' DCGAN 64x64 on FakeData, a log step every `warmup`."""
+    return [
+        "model=dcgan", "dataset=fake", "dataset.resolution=64", f"trainer.batch_size={batch}",
+        f"trainer.max_steps={warmup + steps}", f"trainer.log_every={warmup}", f"trainer.precision={precision}",
+        f"trainer.compile={str(compile_).lower()}", f"trainer.sample_every={10**9}", f"trainer.ckpt_every={10**9}",
+        f"trainer.device={device}", "trainer.doctor.enabled=false",
+        f"trainer.channels_last={'true' if device.startswith('cuda') else 'false'}",
+    ]
+
+
 def tool_run(batch: int, precision: str, compile_: bool, warmup: int, steps: int, device: str) -> dict:
     run = Path(tempfile.mkdtemp(prefix="gan_throughput_"))
     try:
         if device.startswith("cuda"):
             torch.cuda.reset_peak_memory_stats()
-        cfg = compose_cfg(
-            "model=dcgan", "dataset=fake", "dataset.resolution=64", f"trainer.batch_size={batch}",
-            f"trainer.max_steps={warmup + steps}", f"trainer.log_every={warmup}", f"trainer.precision={precision}",
-            f"trainer.compile={str(compile_).lower()}", f"trainer.sample_every={10**9}", f"trainer.ckpt_every={10**9}",
-            f"trainer.device={device}", "trainer.doctor.enabled=false",
-            f"trainer.channels_last={'true' if device.startswith('cuda') else 'false'}",
-        )
-        train(cfg, run)
+        train(compose_cfg(*overrides(batch, precision, compile_, warmup, steps, device)), run)
         lines = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
         first, last = lines[0], lines[-1]
         seconds = last["time"] - first["time"]

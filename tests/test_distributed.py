@@ -115,10 +115,10 @@ def test_ddp_resume_with_gradient_penalty_and_ema(tmp_path):
             assert all(torch.equal(a[part][net][k], b[part][net][k]) for k in a[part][net]), (part, net)
 
 
-def test_two_nodes_match_one_process_and_resume_exactly(tmp_path):
-    """`torchrun --nnodes=2` with a c10d rendezvous, each node one process: the ranks stay in sync, train what one
-    process with the global batch trains, and a run resumed half-way (on both nodes) ends bit for bit where
-    the uninterrupted run ends."""
+def test_two_nodes_stay_in_sync_and_resume_exactly(tmp_path):
+    """`torchrun --nnodes=2` with a c10d rendezvous, each node one process: the ranks stay in sync (the global
+    batch's equivalence with one process is the single-node test's), and a run resumed half-way (on both
+    nodes) ends bit for bit where the uninterrupted run ends."""
     common = [*MLP, "trainer.ema.enabled=true", "trainer.batch_size=16"]
     runs = {"full": [*common, "trainer.max_steps=8"], "half": [*common, "trainer.max_steps=4"],
             "resumed": [*common, "trainer.max_steps=8", f"trainer.resume={tmp_path / 'half'}"]}
@@ -131,12 +131,6 @@ def test_two_nodes_match_one_process_and_resume_exactly(tmp_path):
         assert "global batch 2 x 16 = 32; ranks in sync: yes" in speaking[0], (name, speaking[0][-2000:])
     log = (tmp_path / "resumed/train.log").read_text()
     assert f"resumed from {tmp_path / 'half/checkpoints/last.pt'} at step 4" in log
-    single = run_gan("train", *MLP, "trainer.ema.enabled=true", "trainer.max_steps=8", "trainer.batch_size=32",
-                     f"hydra.run.dir={tmp_path / 'single'}", env={"OMP_NUM_THREADS": "1"})
-    assert single.returncode == 0, single.stderr
-    a, b = generator(tmp_path / "full"), generator(tmp_path / "single")
-    for k in a:
-        torch.testing.assert_close(a[k], b[k], rtol=1e-4, atol=1e-5)
     full = torch.load(tmp_path / "full/checkpoints/last.pt", weights_only=True)
     resumed = torch.load(tmp_path / "resumed/checkpoints/last.pt", weights_only=True)
     assert len(full["rng"]["per_rank"]) == 2 and resumed["step"] == 8
