@@ -42,8 +42,8 @@ from benchmarks.gpu_check_report import GOALS, evaluate, render  # noqa: E402
 
 # Seconds per stage: (full run on an H100 / H200, --quick). The full column adds up to 8 minutes, the quick
 # one to under 10 on a 2-core CPU. A stage may also use what the stages before it left unused.
-LIMITS = {"env": (15, 30), "recipes": (170, 240), "quickstart": (35, 45), "throughput": (170, 120),
-          "resume": (40, 60), "cuda_tests": (50, 90)}
+LIMITS = {"env": (15, 30), "recipes": (150, 240), "quickstart": (35, 45), "throughput": (200, 120),
+          "resume": (40, 60), "cuda_tests": (40, 90)}
 VERDICT_STYLE = {"PASS": "green", "FAIL": "red"}
 console = Console(highlight=False)
 

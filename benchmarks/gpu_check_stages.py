@@ -178,7 +178,28 @@ def throughput_stage(s: Stage) -> None:
                     key = label.replace(" ", "_")
                     figures[f"ratio_{key}_{batch}"], figures[f"img_s_{key}_{batch}"] = ratio, rate
                     best = max(best, (rate, f"{setting}, batch {batch}"))
+        if s.device != "cpu" and batch == batches[0]:  # the launch-bound batch: what CUDA graphs gain
+            best = max(best, _cuda_graphs_row(s, batch, warmup, steps, plain))
     _limit(s, device, best)
+
+
+def _cuda_graphs_row(s: Stage, batch: int, warmup: int, steps: int, plain: float | None) -> tuple[float, str]:
+    """bf16, compiled with mode reduce-overhead (CUDA graphs), beside the rows above."""
+    from benchmarks.throughput import overrides
+
+    setting = "gan train bf16 compile reduce-overhead"
+    proc, rows = s.train(f"dcgan_{batch}_bf16_graphs", [*overrides(batch, "bf16", True, warmup, steps, s.device),
+                                                         "trainer.compile_mode=reduce-overhead"])
+    rate = img_per_s(rows) if proc.ok else None
+    s.row(batch, setting if proc.ok else f"{setting}: {status(proc)}", fmt(rate, ",.0f"),
+          fmt(rate / plain if rate and plain else None, ".2f"), "")
+    if not proc.ok:
+        s.fail(f"{setting}, batch {batch}", proc)
+        return 0.0, ""
+    compiled = s.result["figures"].get(f"img_s_bf16_compile_{batch}")
+    if rate and compiled:
+        s.result["facts"]["CUDA graphs (reduce-overhead) gain"] = f"{rate / compiled:.2f}x over bf16 compile, batch {batch}"
+    return rate, f"{setting}, batch {batch}"
 
 
 def _goal_text(label: str, batch: int) -> str:
