@@ -28,7 +28,7 @@ import torch.nn.functional as F
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from gan_cli.engine.build import build  # noqa: E402
+from gan_cli.build import build  # noqa: E402
 from gan_cli.engine.trainer import train  # noqa: E402
 from gan_cli.games import split_model_config  # noqa: E402
 from tests.conftest import compose_cfg  # noqa: E402

@@ -38,7 +38,8 @@ from omegaconf import DictConfig, open_dict
 
 from gan_cli.config import config_dir, register_schema
 from gan_cli.data.embedded import modes
-from gan_cli.engine.restore import generate, load_generator
+from gan_cli.engine.restore import load_generator
+from gan_cli.games.base import generate
 from gan_cli.engine.trainer import Trainer
 from gan_cli.logging import console as ui
 from gan_cli.metrics.modes2d import mode_stats

@@ -26,7 +26,7 @@ from torchvision.utils import save_image
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from gan_cli.engine.build import build  # noqa: E402
+from gan_cli.build import build  # noqa: E402
 from gan_cli.games.translation import rows_picture  # noqa: E402
 from gan_cli.metrics.evaluate import EvalSettings  # noqa: E402
 from gan_cli.metrics.translation import TranslationEvaluator  # noqa: E402

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import sys
 
-from gan_cli.engine.interrupt import hold_ctrl_c_until_the_app  # first: it holds Ctrl-C while `gan` starts
+from gan_cli.interrupt import hold_ctrl_c_until_the_app  # first: it holds Ctrl-C while `gan` starts
 
 COMMANDS = {
     "train": ("gan_cli.train", "train a GAN (Hydra overrides: model=dcgan loss=wgan_gp ...)"),

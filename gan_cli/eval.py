@@ -8,8 +8,8 @@ import hydra
 from omegaconf import DictConfig
 
 from gan_cli.config import check_eval_sizes, check_truncation, config_dir
-from gan_cli.engine.checkpoint import find_checkpoint
-from gan_cli.engine.interrupt import ctrl_c_held
+from gan_cli.checkpoint import find_checkpoint
+from gan_cli.interrupt import ctrl_c_held
 from gan_cli.hydra_app import ensure_parent, report_errors, write_error
 from gan_cli.logging.console import console, print_metrics
 

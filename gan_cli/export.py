@@ -19,8 +19,8 @@ from omegaconf import DictConfig, OmegaConf
 from rich.markup import escape
 
 from gan_cli.config import config_dir
-from gan_cli.engine.checkpoint import find_checkpoint
-from gan_cli.engine.interrupt import ctrl_c_held
+from gan_cli.checkpoint import find_checkpoint
+from gan_cli.interrupt import ctrl_c_held
 from gan_cli.errors import ConfigError, GanCliError
 from gan_cli.hydra_app import ensure_parent, report_errors, write_error
 from gan_cli.logging.console import Stopwatch, console

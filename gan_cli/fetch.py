@@ -19,7 +19,7 @@ from pathlib import Path
 
 from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn, TransferSpeedColumn
 
-from gan_cli.engine.interrupt import release_ctrl_c
+from gan_cli.interrupt import release_ctrl_c
 from gan_cli.errors import DownloadError, GanCliError
 from gan_cli.logging.console import console, print_error
 

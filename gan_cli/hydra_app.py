@@ -12,7 +12,7 @@ from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import MissingMandatoryValue
 
-from gan_cli.engine.interrupt import StopNow, exit_code, release_ctrl_c, signal_name
+from gan_cli.interrupt import StopNow, exit_code, release_ctrl_c, signal_name
 from gan_cli.engine.run_lock import RunFolderBusy, RunLock, is_main_process
 from gan_cli.errors import ConfigError, GanCliError
 from gan_cli.logging.console import console, print_error

@@ -8,8 +8,8 @@ import hydra
 from omegaconf import DictConfig
 
 from gan_cli.config import check_positive_ints, check_truncation, config_dir
-from gan_cli.engine.checkpoint import find_checkpoint
-from gan_cli.engine.interrupt import ctrl_c_held
+from gan_cli.checkpoint import find_checkpoint
+from gan_cli.interrupt import ctrl_c_held
 from gan_cli.hydra_app import report_errors
 
 

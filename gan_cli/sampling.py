@@ -12,7 +12,8 @@ from torchvision.utils import save_image
 
 from gan_cli.data.embedded import MIXTURES, modes
 from gan_cli.engine.device import resolve_device
-from gan_cli.engine.restore import Restored, generate, load_generator
+from gan_cli.engine.restore import Restored, load_generator
+from gan_cli.games.base import generate
 from gan_cli.errors import ConfigError
 from gan_cli.games.base import seeded
 from gan_cli.hydra_app import ensure_parent, write_error

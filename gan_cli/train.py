@@ -17,7 +17,7 @@ from rich.console import Console, ConsoleRenderable, RenderHook
 from rich.text import Text
 
 from gan_cli.config import config_dir, register_schema, validate_trainer
-from gan_cli.engine.interrupt import ctrl_c_held, exit_code
+from gan_cli.interrupt import ctrl_c_held, exit_code
 from gan_cli.hydra_app import report_errors
 from gan_cli.logging import console as ui
 from gan_cli.logging.console import print_config_tree

@@ -17,7 +17,7 @@ from torch import Tensor
 from torchvision.utils import save_image
 
 from gan_cli.data.translation_folders import load_user_images, save_user_images
-from gan_cli.engine.build import build
+from gan_cli.build import build
 from gan_cli.engine.restore import Restored
 from gan_cli.errors import ConfigError
 from gan_cli.games.translation import translator, rows_picture

@@ -31,7 +31,7 @@ def _caller() -> str | None:
         path = frame.f_code.co_filename
         if "torch/optim/" in path:
             return None
-        if path.endswith("gan_cli/engine/host_copy.py"):
+        if path.endswith("gan_cli/host_copy.py"):
             return None  # pinned, non-blocking copies
         if "/torch/" not in path:
             return f"{path.split('/')[-1]}:{frame.f_lineno}"

@@ -6,9 +6,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from gan_cli.engine.checkpoint import load_checkpoint
+from gan_cli.checkpoint import load_checkpoint
 from gan_cli.engine.precision import Precision
-from gan_cli.engine.restore import generate, load_generator
+from gan_cli.engine.restore import load_generator
+from gan_cli.games.base import generate
 from gan_cli.engine.setup import make_optimizers
 from gan_cli.engine.trainer import train
 from gan_cli.engine.updates import Updates
@@ -86,7 +87,7 @@ def test_a_version_1_checkpoint_samples_and_evaluates(tmp_path):
 
 def test_checkpoint_from_a_newer_gan_cli_is_refused_clearly(tmp_path):
     state = torch.load(V1, weights_only=True)
-    from gan_cli.engine.checkpoint import upgrade
+    from gan_cli.checkpoint import upgrade
     newer = {**upgrade(state, V1), "version": 3}
     torch.save(newer, tmp_path / "new.pt")
     from gan_cli.errors import CheckpointError

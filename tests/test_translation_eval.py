@@ -13,7 +13,7 @@ from gan_cli import eval as eval_cmd
 from gan_cli import sample as sample_cmd
 from gan_cli.config import config_dir
 from gan_cli.data.base import GanData, TranslationTest
-from gan_cli.engine.build import build
+from gan_cli.build import build
 from gan_cli.engine.trainer import train
 from gan_cli.errors import ConfigError
 from gan_cli.metrics.evaluate import EvalSettings, lower_is_better

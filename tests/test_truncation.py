@@ -9,7 +9,8 @@ from hydra import compose, initialize_config_dir
 from PIL import Image
 from torch import nn
 
-from gan_cli.engine.restore import generate, load_generator
+from gan_cli.engine.restore import load_generator
+from gan_cli.games.base import generate
 from gan_cli.engine.trainer import train
 from gan_cli.errors import ConfigError
 from gan_cli.config import check_truncation, config_dir

@@ -19,7 +19,7 @@ from omegaconf import OmegaConf
 
 from gan_cli import trust
 from gan_cli.cli import main as gan_main
-from gan_cli.engine.build import build
+from gan_cli.build import build
 from gan_cli.engine.restore import load_generator
 from gan_cli.engine.trainer import train
 from gan_cli.errors import ConfigError, UntrustedTarget

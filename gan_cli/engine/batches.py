@@ -16,8 +16,8 @@ from torch import Tensor
 from torch.utils.data import DataLoader, Sampler, TensorDataset
 
 from gan_cli.data.base import GanData
-from gan_cli.engine.host_copy import to_device
-from gan_cli.engine.interrupt import ignore_stop_signals
+from gan_cli.host_copy import to_device
+from gan_cli.interrupt import ignore_stop_signals
 from gan_cli.errors import ConfigError
 
 

@@ -7,7 +7,7 @@ from typing import Any
 from omegaconf import DictConfig
 from torch import nn
 
-from gan_cli.engine.build import build
+from gan_cli.build import build
 from gan_cli.errors import ConfigError
 from gan_cli.games import game_class, split_model_config
 from gan_cli.models.base import GanModels

@@ -8,7 +8,7 @@ from omegaconf import OmegaConf
 from torch import nn
 from torchvision.utils import save_image
 
-from gan_cli.engine.checkpoint import save_atomic
+from gan_cli.checkpoint import save_atomic
 from gan_cli.engine.precision import full_fp32
 from gan_cli.engine.report import hparams_of
 from gan_cli.errors import ConfigError

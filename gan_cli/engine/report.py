@@ -5,7 +5,7 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
-from gan_cli.engine.checkpoint import LAST
+from gan_cli.checkpoint import LAST
 from gan_cli.engine.device import describe_device
 from gan_cli.logging import console as ui
 

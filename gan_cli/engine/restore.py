@@ -6,12 +6,10 @@ from pathlib import Path
 
 import torch
 from omegaconf import DictConfig, OmegaConf
-from torch import Tensor, nn
+from torch import nn
 
-from gan_cli.engine.checkpoint import find_checkpoint, load_checkpoint
+from gan_cli.checkpoint import find_checkpoint, load_checkpoint
 from gan_cli.engine.networks import build_models, model_name
-from gan_cli.games.base import seeded
-from gan_cli.truncation import kind_of as truncation_kind, normal
 
 
 @dataclass
@@ -57,23 +55,3 @@ def load_generator(ckpt: str | Path, device: torch.device, ema: bool = True) -> 
         networks[name] = network.to(device).eval()
     run_dir = path.parent.parent if path.parent.name == "checkpoints" else path.parent
     return Restored(networks, models.game, models.latent_dim, data, cfg, int(state["step"]), path, run_dir, use_ema)
-
-
-@torch.no_grad()
-def generate(G: nn.Module, num: int, latent_dim: int, device: torch.device, batch_size: int = 256,
-             seed: int = 0, labels: Tensor | None = None, z: Tensor | None = None,
-             truncation: float | None = None) -> Tensor:
-    """`num` samples from G in batches, on the CPU: (num, *shape). Repeatable for a seed: z comes from it, and
-    so does what G draws itself (StyleGAN's noise inputs), without touching the caller's random state.
-    `truncation`: psi of the truncation trick, done as G's kind does it (gan_cli.truncation)."""
-    kind = truncation_kind(G) if truncation is not None else None
-    if z is None:
-        z = normal((num, latent_dim), torch.Generator().manual_seed(seed), truncation if kind == "z" else None)
-    extra = {"truncation": truncation} if kind == "w" else {}
-    out = []
-    with seeded(seed, device):
-        for start in range(0, num, batch_size):
-            zb = z[start : start + batch_size].to(device)
-            yb = None if labels is None else labels[start : start + batch_size].to(device)
-            out.append(G(zb, yb, **extra).float().cpu())
-    return torch.cat(out)

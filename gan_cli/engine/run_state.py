@@ -20,7 +20,7 @@ from typing import Any
 import torch
 from omegaconf import OmegaConf
 
-from gan_cli.engine.checkpoint import LAST, VERSION, find_checkpoint, load_checkpoint, save_atomic
+from gan_cli.checkpoint import LAST, VERSION, find_checkpoint, load_checkpoint, save_atomic
 from gan_cli.engine.distributed import gather_objects
 from gan_cli.engine.finite import nonfinite
 from gan_cli.engine.resume_changes import apply_optimizer_changes, differences, refuse_fixed

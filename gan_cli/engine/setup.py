@@ -10,7 +10,7 @@ from collections.abc import Iterator
 import torch
 from omegaconf import DictConfig
 
-from gan_cli.engine.build import build
+from gan_cli.build import build
 from gan_cli.errors import ConfigError
 from gan_cli.logging import console as ui
 

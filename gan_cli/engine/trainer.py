@@ -20,12 +20,12 @@ from gan_cli.config import validate_trainer
 from gan_cli.doctor import Doctor, DoctorConfig
 from gan_cli.engine.augment import d_input_transform
 from gan_cli.engine.batches import BatchStream, materialize
-from gan_cli.engine.build import build
+from gan_cli.build import build
 from gan_cli.engine.device import describe_device, resolve_device
 from gan_cli.engine.distributed import Control, any_rank, gather_objects, init_world, parameters_checksum, \
     rank_device, unwrap, wrap
 from gan_cli.engine.ema import EMA
-from gan_cli.engine.interrupt import StopNow, StopOnSignal
+from gan_cli.interrupt import StopNow, StopOnSignal
 from gan_cli.engine.monitoring import Monitoring
 from gan_cli.engine.networks import build_models
 from gan_cli.engine.outputs import Outputs
@@ -40,11 +40,10 @@ from gan_cli.engine.setup import backend_state, configure_backends, configure_th
     restore_backends, sync_debug
 from gan_cli.engine.updates import Updates
 from gan_cli.errors import TrainingDiverged
-from gan_cli.games.base import Setup
+from gan_cli.games.base import RunNetworks, Setup
 from gan_cli.logging import console as ui
 from gan_cli.logging.run_logger import NullLogger, RunLogger
 from gan_cli.logging.tags import tag_help
-from gan_cli.losses.adversarial import Wasserstein
 from gan_cli.trust import check_config
 
 log = logging.getLogger(__name__)  # Hydra sends it to <run>/train.log
@@ -80,7 +79,7 @@ class Trainer(Monitoring, Outputs, RunState):
         torch.manual_seed(t.seed + self.world.rank)  # per-rank randomness (dropout, augmentation, penalties)
 
         self.fixed = {k: v.to(self.device) for k, v in self.game.fixed_inputs(t.num_samples, t.seed).items()}
-        self.doctor = Doctor(DoctorConfig(**t.doctor), self.loss.probabilities, isinstance(self.loss, Wasserstein))
+        self.doctor = Doctor(DoctorConfig(**t.doctor), self.loss.probabilities, self.loss.wasserstein)
         self.emas = {name: EMA(self.networks[name], t.ema.decay, t.ema.warmup)
                      for name in self.game.generators} if t.ema.enabled else {}
         self.schedulers = lr_schedulers(t, self.optimizers, len(data) // t.batch_size, self.game.lr_decay)
@@ -98,7 +97,8 @@ class Trainer(Monitoring, Outputs, RunState):
         self.updates = Updates(self.optimizers, self.batches, self.device, self.precision, self.emas, self.networks,
                                self.schedulers, d_input, layout == torch.channels_last, t.seed,
                                self.world.rank, self.world.size)
-        self.game.attach(run, self.updates, eager)
+        local = run if not self.world.distributed else dict(self.networks)  # compiled where there is no DDP
+        self.game.attach(RunNetworks(run, eager, local), self.updates)
         if self._noise_state is not None:
             self.updates.noise_rng.set_state(self._noise_state)
         self.rollbacks = 0

@@ -14,8 +14,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from gan_cli.engine.distributed import unwrap
-from gan_cli.games.base import Game, Phase, eval_mode, seeded
+from gan_cli.games.base import Game, Phase, eval_mode, generate, seeded
 from gan_cli.logging.pictures import image_grid, plot_extent, scatter_picture
 
 
@@ -31,9 +30,9 @@ class Adversarial(Game):
         self._pending: tuple[Tensor, Tensor, Tensor] | None = None  # (z, fake, y) a G phase may reuse
         self._batch_size = 0
 
-    def attach(self, run, updates, eager=None) -> None:
-        super().attach(run, updates, eager)
-        self.D_plain = unwrap(run["D"])  # G's update reads D without DDP's gradient synchronisation
+    def attach(self, networks, updates) -> None:
+        super().attach(networks, updates)
+        self.D_plain = self.local["D"]  # G's update reads D without DDP's gradient synchronisation
 
     @property
     def conditional(self) -> bool:
@@ -151,7 +150,6 @@ class Adversarial(Game):
 
     @classmethod
     def evaluator(cls, dataset_cfg, data, settings, device, latent_dim):
-        from gan_cli.engine.restore import generate
         from gan_cli.metrics.evaluate import Evaluator
 
         evaluate = Evaluator(dataset_cfg, settings, device)

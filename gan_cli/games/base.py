@@ -8,9 +8,8 @@ the doctor, evaluation, NaN handling, signals and checkpoints.
 
 The engine calls, in order:
   Game(networks, data, setup, **options)       once; options come from the model file's `game:` node
-  game.attach(run_networks, updates, eager)    the networks as they run (DDP / compiled), the
-                                               engine's services (gan_cli.engine.updates.Updates)
-                                               and the networks uncompiled (double backward)
+  game.attach(networks, updates)               the networks as they run (RunNetworks: DDP / compiled /
+                                               uncompiled) and the engine's services (Services)
   game.run_phase(phase, step, measure)         for each due phase of each iteration
   game.fixed_inputs(num, seed) / sample_picture(networks, fixed)   the fixed sample grid
   game.state_dict() / load_state_dict(state)   extra state (image pools, running means)
@@ -19,16 +18,39 @@ from __future__ import annotations
 
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Callable, ClassVar
+from typing import Any, Callable, ClassVar, Protocol
 
 import torch
 from torch import Tensor, nn
 
 from gan_cli.data.base import GanData
 from gan_cli.errors import ConfigError
+from gan_cli.truncation import kind_of as truncation_kind, normal
 
-if TYPE_CHECKING:
-    from gan_cli.engine.updates import Updates
+
+
+class Services(Protocol):
+    """What the engine offers a game's phases (gan_cli.engine.updates.Updates implements it)."""
+
+    precision: Any  # .autocast(), .full_precision(): the forward passes' precision, fp32 for penalties
+    optimizers: dict[str, torch.optim.Optimizer]
+
+    def next_batch(self) -> tuple[Tensor, ...]: ...  # the next batch of every data field, on the device
+    def noise(self, batch: int, dim: int) -> Tensor: ...  # z for this rank's share of the global batch
+    def d_input(self, x: Tensor, step: int) -> Tensor: ...  # what D sees of x (augmentation, instance noise)
+    def optimize(self, name: str, loss: Tensor, measure: bool, watch: Tensor | None = None) -> None: ...
+    def record(self, values: dict[str, Tensor | float]) -> None: ...  # scalars for the next log step
+
+
+@dataclass(frozen=True)
+class RunNetworks:
+    """The game's networks as they train: `run` (DDP-wrapped, compiled), `eager` (DDP-wrapped, not
+    compiled: for terms that differentiate twice) and `local` (compiled, not DDP-wrapped: a forward
+    whose gradients must not be averaged across ranks, e.g. D read by G's update)."""
+
+    run: dict[str, nn.Module]
+    eager: dict[str, nn.Module]
+    local: dict[str, nn.Module]
 
 
 @dataclass(frozen=True)
@@ -84,10 +106,9 @@ class Game:
                 raise ConfigError(f"trainer.{key}={value} is not supported by the {name} game (model.game.name="
                                   f"{name}); set trainer.{key}={valid}.")
 
-    def attach(self, run: dict[str, nn.Module], updates: "Updates", eager: dict[str, nn.Module] | None = None) -> None:
-        """`run`: the networks as they train (wrapped for DDP, compiled); `updates`: the engine's services;
-        `eager`: the same networks not compiled, for terms that differentiate twice (penalties)."""
-        self.run, self.updates, self.eager = run, updates, eager or run
+    def attach(self, networks: RunNetworks, updates: Services) -> None:
+        """The networks as they train, and the engine's services for the phases."""
+        self.run, self.eager, self.local, self.updates = networks.run, networks.eager, networks.local, updates
 
     def run_phase(self, phase: Phase, step: int, measure: bool) -> None:
         """One update of `phase` at iteration `step` (1-based); `measure`: record gradient norms."""
@@ -157,6 +178,26 @@ def seeded(seed: int, device: torch.device):
     with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
         torch.manual_seed(seed)
         yield
+
+
+@torch.no_grad()
+def generate(G: nn.Module, num: int, latent_dim: int, device: torch.device, batch_size: int = 256,
+             seed: int = 0, labels: Tensor | None = None, z: Tensor | None = None,
+             truncation: float | None = None) -> Tensor:
+    """`num` samples from G in batches, on the CPU: (num, *shape). Repeatable for a seed: z comes from it, and
+    so does what G draws itself (StyleGAN's noise inputs), without touching the caller's random state.
+    `truncation`: psi of the truncation trick, done as G's kind does it (gan_cli.truncation)."""
+    kind = truncation_kind(G) if truncation is not None else None
+    if z is None:
+        z = normal((num, latent_dim), torch.Generator().manual_seed(seed), truncation if kind == "z" else None)
+    extra = {"truncation": truncation} if kind == "w" else {}
+    out = []
+    with seeded(seed, device):
+        for start in range(0, num, batch_size):
+            zb = z[start : start + batch_size].to(device)
+            yb = None if labels is None else labels[start : start + batch_size].to(device)
+            out.append(G(zb, yb, **extra).float().cpu())
+    return torch.cat(out)
 
 
 def eval_mode(networks: dict[str, nn.Module]):

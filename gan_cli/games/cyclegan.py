@@ -12,7 +12,6 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from gan_cli.engine.distributed import unwrap
 from gan_cli.errors import ConfigError
 from gan_cli.games.base import OptimizerSpec, Phase, eval_mode
 from gan_cli.games.image_pool import ImagePool
@@ -52,10 +51,6 @@ class CycleGAN(Translation):
         self.pools = {name: ImagePool(pool_size, seed + i) for i, name in enumerate(self.discriminators)}
         self._fakes: dict[str, Tensor] = {}
 
-    def attach(self, run, updates, eager=None) -> None:
-        super().attach(run, updates, eager)
-        self.plain = {name: unwrap(run[name]) for name in self.discriminators}
-
     def run_phase(self, phase: Phase, step: int, measure: bool) -> None:
         if phase.name == "G":
             self.g_phase(measure)
@@ -71,7 +66,7 @@ class CycleGAN(Translation):
         with u.precision.autocast():
             fake_b, fake_a = run["G_ab"](a), run["G_ba"](b)
             rec_a, rec_b = run["G_ba"](fake_b), run["G_ab"](fake_a)
-            out_b, out_a = self.plain["D_b"](fake_b).float(), self.plain["D_a"](fake_a).float()
+            out_b, out_a = self.local["D_b"](fake_b).float(), self.local["D_a"](fake_a).float()
             adv = self.loss.g_loss(out_b) + self.loss.g_loss(out_a)
         cycle = (rec_a.float() - a).abs().mean() + (rec_b.float() - b).abs().mean()
         total = adv + self.lambda_cycle * cycle

@@ -13,7 +13,7 @@ import random
 import torch
 from torch import Tensor
 
-from gan_cli.engine.host_copy import to_device
+from gan_cli.host_copy import to_device
 
 
 class ImagePool:

@@ -10,7 +10,6 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from gan_cli.engine.distributed import unwrap
 from gan_cli.errors import ConfigError
 from gan_cli.games.base import Phase, eval_mode
 from gan_cli.games.translation import Translation, rows_picture
@@ -35,9 +34,9 @@ class Pix2Pix(Translation):
             self.phases = (Phase("D", "D", repeat=t.n_critic), Phase("G", "G", repeat=t.g_steps))
         self._pending: tuple[Tensor, Tensor, Tensor | None] | None = None  # (a, b, G(a)) the G phase may reuse
 
-    def attach(self, run, updates, eager=None) -> None:
-        super().attach(run, updates, eager)
-        self.D_plain = unwrap(run["D"])  # G's update reads D without DDP's gradient synchronisation
+    def attach(self, networks, updates) -> None:
+        super().attach(networks, updates)
+        self.D_plain = self.local["D"]  # G's update reads D without DDP's gradient synchronisation
 
     def run_phase(self, phase: Phase, step: int, measure: bool) -> None:
         if phase.name == "D":

@@ -8,6 +8,8 @@ Every loss has one interface:
   diagnostics()                     measurements for the training doctor (may be empty)
   probabilities                     True if sigmoid(output) is a probability of "real",
                                     so D(x) and D(G(z)) are reported as probabilities
+  wasserstein                       True if D is a critic of the Wasserstein distance (the
+                                    doctor judges its loss curve as such)
 """
 from __future__ import annotations
 
@@ -22,6 +24,7 @@ from gan_cli.config import check_range
 
 class GanLoss:
     probabilities = False
+    wasserstein = False
 
     def d_loss(self, real: Tensor, fake: Tensor) -> Tensor:
         raise NotImplementedError
@@ -110,6 +113,8 @@ class Hinge(GanLoss):
 
 class Wasserstein(GanLoss):
     """WGAN (Arjovsky et al. 2017): critic scores, Lipschitz by clipping D's weights."""
+
+    wasserstein = True
 
     def __init__(self, clip: float = 0.01):
         self.clip = clip

@@ -21,8 +21,8 @@ from torch import Tensor
 from gan_cli import metrics as M
 from gan_cli.data.base import GanData
 from gan_cli.data.embedded import MIXTURES, modes
-from gan_cli.engine.build import build
-from gan_cli.engine.checkpoint import save_atomic
+from gan_cli.build import build
+from gan_cli.checkpoint import save_atomic
 from gan_cli.errors import ConfigError
 
 METRICS = ("fd", "kid", "is", "pr", "dc", "classes", "memorisation", "modes")

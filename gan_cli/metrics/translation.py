@@ -25,8 +25,8 @@ from torchmetrics.functional.image import peak_signal_noise_ratio, structural_si
 
 from gan_cli import metrics as M
 from gan_cli.data.base import GanData
-from gan_cli.engine.build import build
-from gan_cli.engine.checkpoint import save_atomic
+from gan_cli.build import build
+from gan_cli.checkpoint import save_atomic
 from gan_cli.errors import ConfigError
 from gan_cli.metrics.evaluate import EvalSettings, embed
 from gan_cli.metrics.extractors import digits as D

@@ -19,7 +19,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from gan_cli.data.embedded import digits_split as split_digits
-from gan_cli.engine.checkpoint import save_atomic
+from gan_cli.checkpoint import save_atomic
 from gan_cli.metrics.extractors.base import FeatureExtractor, resize_bilinear, state_dict_sha256, to_channels
 
 log = logging.getLogger(__name__)
