@@ -1,7 +1,9 @@
 """Structured schema for the parts of the config whose shape is fixed (top level, trainer).
 
 Hydra merges the YAML files onto these dataclasses, so a mistyped key or a value of the
-wrong type fails at composition time with a message naming the key.
+wrong type fails at composition time with a message naming the key. What each trainer key
+means is written once, beside its default in configs/trainer/default.yaml; the defaults here
+are tested to agree with it (tests/test_defaults.py).
 """
 from __future__ import annotations
 
@@ -23,27 +25,27 @@ COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-
 
 @dataclass
 class DoctorConfig:
-    """Thresholds; trainer.doctor.* in the YAML."""
+    """trainer.doctor.*: the training doctor's thresholds."""
     enabled: bool = True
-    warmup_steps: int = 250             # training steps before symptoms count (early D dominance is normal)
-    window: int = 10                    # consecutive log steps a symptom must persist
-    d_wins_real: float = 0.9            # D(x) above ...
-    d_wins_fake: float = 0.1            # ... and D(G(z)) below (probabilities)
-    g_grad_vanish: float = 1e-3         # G grad norm below this, with D winning
-    g_grad_collapse: float = 1e-3       # ... or below this fraction of its running max (any loss)
-    g_wins_margin: float = 0.0          # D(G(z)) >= D(x) - margin -> D collapse
-    diversity_ratio: float = 0.5        # fake/real mean pairwise distance below this -> mode collapse
-    class_kl: float = 0.5               # KL(predicted classes || uniform) above this -> mode collapse
-    mode_coverage: float = 0.9          # 2D mixtures: fraction of modes covered (eval `modes`) below this
-    oscillation_window: int = 20        # log steps to judge oscillation over
-    oscillation_min_swing: float = 0.25  # detrended std / mean |loss| above this (both losses)
-    critic_flat_tol: float = 1e-4       # WGAN: loss/D range over `window` below this
-    gp_norm_tol: float = 0.5            # WGAN-GP: |grad norm on interpolates - 1| above this
+    warmup_steps: int = 250
+    window: int = 10
+    d_wins_real: float = 0.9
+    d_wins_fake: float = 0.1
+    g_grad_vanish: float = 1e-3
+    g_grad_collapse: float = 1e-3
+    g_wins_margin: float = 0.0
+    diversity_ratio: float = 0.5
+    class_kl: float = 0.5
+    mode_coverage: float = 0.9
+    oscillation_window: int = 20
+    oscillation_min_swing: float = 0.25
+    critic_flat_tol: float = 1e-4
+    gp_norm_tol: float = 0.5
 
 
 @dataclass
 class TrainEvalConfig:
-    """Metrics during training (see `gan eval` for the meaning of each key)."""
+    """trainer.eval.*: metrics during training."""
 
     metrics: list[str] = field(default_factory=lambda: ["auto"])
     num_fake: int = 2000
@@ -55,54 +57,54 @@ class TrainEvalConfig:
     fetch_weights: bool = False
     kid_subset_size: Optional[int] = None
     cache_dir: str = "outputs/.cache"
-    best: Optional[str] = None  # a metric, e.g. fd_digits: keeps checkpoints/best.pt, returned to sweepers
+    best: Optional[str] = None
 
 
 @dataclass
 class EmaConfig:
-    enabled: bool = False  # samples, checkpoints' `ema` and evaluation then use the averaged G
+    enabled: bool = False
     decay: float = 0.999
-    warmup: bool = True  # decay ramps as min(decay, (1 + t) / (10 + t))
+    warmup: bool = True
 
 
 @dataclass
 class TrainerConfig:
-    max_steps: int = 2000  # generator updates
+    max_steps: int = 2000
     batch_size: int = 64
-    n_critic: int = 1  # discriminator updates per generator update
-    g_steps: int = 1  # generator updates per iteration
-    device: str = "auto"  # auto (CUDA, then MPS, then CPU) | cpu | cuda | cuda:N | mps
-    precision: str = "fp32"  # fp32 | bf16 | fp16 (autocast; fp16 adds grad scalers)
-    compile: bool = False  # torch.compile G and D (falls back to eager with a message if it cannot)
-    compile_mode: str = "default"  # default | reduce-overhead (CUDA graphs) | max-autotune | max-autotune-no-cudagraphs
-    compile_backend: str = "inductor"  # inductor | aot_eager | eager (the last two find compile problems fast)
-    deterministic: bool = False  # torch.use_deterministic_algorithms for the run (bit-exact CUDA resume; slower)
-    sync_debug: str = "off"  # off | warn | error: CUDA's sync debug mode in training steps that do not log/save
-    channels_last: bool = False  # NHWC memory layout for conv models (tensor cores; oneDNN on AVX-512 CPUs)
-    threads: int = 0  # CPU threads for torch; 0: auto (1 for 2D data, whose tiny ops only lose from sharing; else the cores)
-    tf32: bool = True  # TF32 matmuls/convolutions on Ampere and newer GPUs
-    sync_bn: bool = False  # under torchrun: BatchNorm statistics over the global batch
+    n_critic: int = 1
+    g_steps: int = 1
+    device: str = "auto"
+    precision: str = "fp32"
+    compile: bool = False
+    compile_mode: str = "default"
+    compile_backend: str = "inductor"
+    deterministic: bool = False
+    sync_debug: str = "off"
+    channels_last: bool = False
+    threads: int = 0
+    tf32: bool = True
+    sync_bn: bool = False
     seed: int = 0
-    log_every: int = 50  # steps between scalar logs (and the NaN check)
-    sample_every: int = 500  # steps between sample grids
-    ckpt_every: int = 1000  # steps between writes of checkpoints/last.pt
-    snapshot_every: int = 0  # also keep checkpoints/step_XXXXXXX.pt every N steps (0: never)
-    resume: Optional[str] = None  # null | auto | PATH (checkpoint file or run folder)
-    num_samples: int = 64  # size of the fixed-noise sample grid
-    num_workers: int = 2  # DataLoader workers for datasets streamed from disk
-    data_in_memory_gb: float = 2.0  # datasets up to this size are read once and kept on the device (0: stream)
+    log_every: int = 50
+    sample_every: int = 500
+    ckpt_every: int = 1000
+    snapshot_every: int = 0
+    resume: Optional[str] = None
+    num_samples: int = 64
+    num_workers: int = 2
+    data_in_memory_gb: float = 2.0
     ema: EmaConfig = field(default_factory=EmaConfig)
-    augment: list[str] = field(default_factory=list)  # DiffAugment ops on D's inputs: color, translation, cutout
-    instance_noise: float = 0.0  # std of Gaussian noise on D's inputs at step 0 ...
-    instance_noise_steps: int = 0  # ... annealed linearly to 0 by this step (0: by max_steps)
-    mode_seeking: float = 0.0  # MSGAN regulariser weight on G (0: off)
-    unroll_steps: int = 0  # unrolled GAN: extra D steps G's update looks ahead to (0: off)
-    nan_policy: str = "stop"  # stop | rollback (reload the last good checkpoint and halve both lrs)
+    augment: list[str] = field(default_factory=list)
+    instance_noise: float = 0.0
+    instance_noise_steps: int = 0
+    mode_seeking: float = 0.0
+    unroll_steps: int = 0
+    nan_policy: str = "stop"
     doctor: DoctorConfig = field(default_factory=DoctorConfig)
-    lr_decay: str = "auto"  # auto (the game's: CycleGAN linear over the second half, else none) | none | linear | exponential
-    lr_decay_start: Optional[float] = None  # linear: the fraction of max_steps the lr is held for (null: the game's, else 0)
-    lr_decay_gamma: float = 0.99  # exponential decay factor per epoch
-    eval_every: int = 0  # steps between evaluations (0: never; `gan eval` works on any checkpoint)
+    lr_decay: str = "auto"
+    lr_decay_start: Optional[float] = None
+    lr_decay_gamma: float = 0.99
+    eval_every: int = 0
     eval: TrainEvalConfig = field(default_factory=TrainEvalConfig)
 
 

@@ -40,7 +40,7 @@ class Recorder:
 
 def test_phases_run_in_order_every_k_iterations_and_repeat():
     game = Recorder((Phase("D", "D", repeat=2), Phase("D_reg", "D", every=4), Phase("G", "G")))
-    updates = Updates({}, None, torch.device("cpu"), Precision("fp32", torch.device("cpu")), {}, {}, {})
+    updates = Updates({}, Precision("fp32", torch.device("cpu")), None)
     for step in range(1, 9):
         updates.iteration(game, step, measure=step == 4)
     assert [c for c in game.calls if c[0] == 4] == [(4, "D", False), (4, "D", True), (4, "D_reg", True),

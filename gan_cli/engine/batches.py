@@ -68,7 +68,7 @@ class BatchStream:
     """`next()` gives one batch of every item field on the device: `(x, y)`, or `(a, b, y)` and
     `(a, b, y_a, y_b)` for translation data; `consumed` is the resume state."""
 
-    def __init__(self, data: GanData, batch_size: int, device: torch.device, seed: int,
+    def __init__(self, data: GanData, batch_size: int, device: torch.device, *, seed: int = 0,
                  num_workers: int = 2, consumed: int = 0, rank: int = 0, world: int = 1):
         if batch_size * world > len(data):
             largest = len(data) // world

@@ -88,15 +88,15 @@ class Trainer(Monitoring, Outputs, RunState):
         self.eval_results: dict[str, float] = {}
         self.changes: list[Change] = []  # config changes a resume applied
         self.resumed_from, consumed = self._resume_on_every_rank()
-        self.batches = BatchStream(data, t.batch_size, self.device, t.seed, t.num_workers, consumed,
-                                   self.world.rank, self.world.size)
+        self.batches = BatchStream(data, t.batch_size, self.device, seed=t.seed, num_workers=t.num_workers,
+                                   consumed=consumed, rank=self.world.rank, world=self.world.size)
         eager = {k: wrap(m, self.world, self.device, t.sync_bn) for k, m in self.networks.items()}
         self.networks.update({k: unwrap(m) for k, m in eager.items()})  # SyncBatchNorm conversion keeps the parameters
         run = compile_networks(eager, t.compile_mode, t.compile_backend) if t.compile else eager
         d_input = d_input_transform(t.augment, t.instance_noise, t.instance_noise_steps, t.max_steps, data.kind)
-        self.updates = Updates(self.optimizers, self.batches, self.device, self.precision, self.emas, self.networks,
-                               self.schedulers, d_input, layout == torch.channels_last, t.seed,
-                               self.world.rank, self.world.size)
+        self.updates = Updates(self.optimizers, self.precision, self.batches, emas=self.emas, plain=self.networks,
+                               schedulers=self.schedulers, d_input=d_input,
+                               channels_last=layout == torch.channels_last, seed=t.seed, world=self.world)
         local = run if not self.world.distributed else dict(self.networks)  # compiled where there is no DDP
         self.game.attach(RunNetworks(run, eager, local), self.updates)
         if self._noise_state is not None:

@@ -14,6 +14,7 @@ import torch
 from torch import Tensor, nn
 
 from gan_cli.engine.batches import BatchStream
+from gan_cli.engine.distributed import World
 from gan_cli.engine.ema import EMA
 from gan_cli.engine.precision import Precision
 
@@ -47,18 +48,20 @@ class StatSums:
 
 
 class Updates:
-    def __init__(self, optimizers: dict[str, torch.optim.Optimizer], batches: BatchStream, device: torch.device,
-                 precision: Precision, emas: dict[str, EMA], plain: dict[str, nn.Module], schedulers: dict,
-                 d_input: DInput | None = None, channels_last: bool = False, seed: int = 0, rank: int = 0,
-                 world: int = 1):
+    def __init__(self, optimizers: dict[str, torch.optim.Optimizer], precision: Precision, batches: BatchStream | None,
+                 *, emas: dict[str, EMA] | None = None, plain: dict[str, nn.Module] | None = None,
+                 schedulers: dict | None = None, d_input: DInput | None = None, channels_last: bool = False,
+                 seed: int = 0, world: World = World()):
+        """`plain`: the networks without DDP or compile, which `emas` average; `d_input`: what D sees of x."""
+        device = precision.device
         self.optimizers, self.batches, self.device, self.precision = optimizers, batches, device, precision
-        self.emas, self.plain, self.schedulers = emas, plain, schedulers
+        self.emas, self.plain, self.schedulers = emas or {}, plain or {}, schedulers or {}
         self.d_input = d_input or (lambda x, step: x)
         self.channels_last = channels_last
         # z for the whole global batch from one stream, this rank's slice: N ranks x batch b draw
         # exactly the noise of one process with batch N*b (the same maths where the model allows)
         self.noise_rng = torch.Generator(device).manual_seed(seed + 1)
-        self.rank, self.world = rank, world
+        self.rank, self.world = world.rank, world.size
         self.stats = StatSums()
         self.first_bad = torch.tensor(-1, device=device)  # first step with a non-finite loss
         self.grad_norms: dict[str, Tensor] = {}
