@@ -40,7 +40,7 @@ from gan_cli.engine.setup import backend_state, configure_backends, configure_th
     restore_backends, sync_debug
 from gan_cli.engine.updates import Updates
 from gan_cli.errors import TrainingDiverged
-from gan_cli.games.base import RunNetworks, Setup
+from gan_cli.games.base import RunNetworks, Settings, Setup, check_supported
 from gan_cli.logging import console as ui
 from gan_cli.logging.run_logger import NullLogger, RunLogger
 from gan_cli.logging.tags import tag_help
@@ -72,8 +72,9 @@ class Trainer(Monitoring, Outputs, RunState):
         self.networks = {k: m.to(self.device, memory_format=layout) for k, m in models.networks.items()}
         self.latent_dim = models.latent_dim
         self.loss = build("loss", cfg.loss)
-        setup = Setup(self.loss, make_penalty(cfg.get("penalty")), t, self.world.rank)
-        self.game = models.game(self.networks, data, setup, latent_dim=models.latent_dim, **models.options)
+        check_supported(models.game, t)
+        setup = Setup(self.loss, make_penalty(cfg.get("penalty")), Settings.of(t, self.world.rank))
+        self.game = models.game(self.networks, data, setup, **models.options)
         self.optimizers = make_optimizers(self.game.optimizers, cfg.optimizer, self.networks, self.device)
         self.precision = Precision(t.precision, self.device, tuple(self.optimizers))
         torch.manual_seed(t.seed + self.world.rank)  # per-rank randomness (dropout, augmentation, penalties)

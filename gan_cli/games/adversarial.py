@@ -19,14 +19,12 @@ from gan_cli.logging.pictures import image_grid, plot_extent, scatter_picture
 
 
 class Adversarial(Game):
-    def __init__(self, networks: dict[str, nn.Module], data, setup, latent_dim: int = 0, **options: Any):
+    def __init__(self, networks: dict[str, nn.Module], data, setup, **options: Any):
         super().__init__(networks, data, setup, **options)
-        self.latent_dim = latent_dim
-        t = setup.trainer
-        if t is not None:
-            self.loss, self.penalty = setup.loss, setup.penalty
-            self.mode_seeking, self.unroll_steps = t.mode_seeking, t.unroll_steps  # MSGAN weight; unrolled GAN
-            self.phases = (Phase("D", "D", repeat=t.n_critic), Phase("G", "G", repeat=t.g_steps))
+        self.latent_dim = networks["G"].latent_dim
+        s = self.settings
+        self.mode_seeking, self.unroll_steps = s.mode_seeking, s.unroll_steps  # MSGAN weight; unrolled GAN
+        self.phases = (Phase("D", "D", repeat=s.n_critic), Phase("G", "G", repeat=s.g_steps))
         self._pending: tuple[Tensor, Tensor, Tensor] | None = None  # (z, fake, y) a G phase may reuse
         self._batch_size = 0
 
@@ -40,7 +38,7 @@ class Adversarial(Game):
 
     def run_phase(self, phase: Phase, step: int, measure: bool) -> None:
         if phase.name == "D":
-            self.d_phase(step, measure, reuse=self.setup.trainer.n_critic == 1)
+            self.d_phase(step, measure, reuse=self.settings.n_critic == 1)
         else:
             self.g_phase(step, measure)
 

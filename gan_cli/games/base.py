@@ -7,7 +7,8 @@ what a batch is, what a sample is and what extra state exact resume needs. The e
 the doctor, evaluation, NaN handling, signals and checkpoints.
 
 The engine calls, in order:
-  Game(networks, data, setup, **options)       once; options come from the model file's `game:` node
+  Game(networks, data, setup, **options)       once; setup: the loss, the penalty and the Settings;
+                                               options come from the model file's `game:` node
   game.attach(networks, updates)               the networks as they run (RunNetworks: DDP / compiled /
                                                uncompiled) and the engine's services (Services)
   game.run_phase(phase, step, measure)         for each due phase of each iteration
@@ -75,18 +76,44 @@ class OptimizerSpec:
     lazy_every: int = 1
 
 
+@dataclass(frozen=True)
+class Settings:
+    """The trainer settings a game plays by (from `trainer.*`)."""
+
+    n_critic: int = 1  # D updates per iteration
+    g_steps: int = 1  # G updates per iteration
+    max_steps: int = 2000
+    batch_size: int = 64
+    seed: int = 0
+    mode_seeking: float = 0.0  # MSGAN weight
+    unroll_steps: int = 0  # unrolled GAN's look-ahead D steps
+    rank: int = 0  # this process's rank under torchrun (games with their own random streams seed by it)
+
+    @classmethod
+    def of(cls, trainer: Any, rank: int = 0) -> "Settings":
+        return cls(**{k: trainer[k] for k in cls.__dataclass_fields__ if k != "rank"}, rank=rank)
+
+
 @dataclass
 class Setup:
-    """What training needs beyond the networks: the loss, the extra D penalty and the trainer config."""
+    """What training needs beyond the networks: the loss, the extra D penalty (or None) and the settings."""
 
     loss: Any
     penalty: Any
-    trainer: Any
-    rank: int = 0  # this process's rank under torchrun (games with their own random streams seed by it)
+    settings: Settings
+
+
+def check_supported(game: type, trainer: Any) -> None:
+    """A trainer key the game cannot honour (`Game.unsupported`) is a ConfigError naming its only valid value."""
+    for key, valid in game.unsupported.items():
+        value = trainer.get(key, valid)
+        if value != valid:
+            name = game.__name__.lower()  # the registry's name of every shipped game
+            raise ConfigError(f"trainer.{key}={value} is not supported by the {name} game (model.game.name="
+                              f"{name}); set trainer.{key}={valid}.")
 
 
 class Game:
-    batch: ClassVar[str] = "noise"  # what one iteration reads: noise | paired | unpaired
     data_kinds: ClassVar[tuple[str, ...]] = ("image", "points")  # GanData.kind values it trains on
     generators: ClassVar[tuple[str, ...]] = ("G",)  # networks whose outputs are the samples (EMA averages them)
     discriminators: ClassVar[tuple[str, ...]] = ("D",)
@@ -97,14 +124,9 @@ class Game:
     unsupported: ClassVar[dict[str, Any]] = {}  # trainer keys this game cannot honour -> their only valid value
 
     def __init__(self, networks: dict[str, nn.Module], data: GanData, setup: Setup, **options: Any):
-        self.networks, self.data, self.setup = networks, data, setup
+        self.networks, self.data = networks, data
+        self.loss, self.penalty, self.settings = setup.loss, setup.penalty, setup.settings
         self.phases: tuple[Phase, ...] = ()
-        for key, valid in self.unsupported.items():
-            value = setup.trainer.get(key, valid)
-            if value != valid:
-                name = type(self).__name__.lower()  # the registry's name of every shipped game
-                raise ConfigError(f"trainer.{key}={value} is not supported by the {name} game (model.game.name="
-                                  f"{name}); set trainer.{key}={valid}.")
 
     def attach(self, networks: RunNetworks, updates: Services) -> None:
         """The networks as they train, and the engine's services for the phases."""

@@ -30,7 +30,7 @@ class CycleGAN(Translation):
     unsupported = {**Translation.unsupported, "n_critic": 1, "g_steps": 1}
 
     def __init__(self, networks, data, setup, lambda_cycle: float = 10.0, identity: float = 0.5,
-                 pool_size: int = 50, latent_dim: int = 0):
+                 pool_size: int = 50):
         super().__init__(networks, data, setup)
         for key, value in (("lambda_cycle", lambda_cycle), ("identity", identity)):
             if not isinstance(value, (int, float)) or isinstance(value, bool) or not value >= 0:
@@ -44,10 +44,8 @@ class CycleGAN(Translation):
                 f"and domain B {channels_b}: the identity term needs the same number in both. Set "
                 f"model.game.identity=0, or make the channel counts equal (folders: dataset.channels for A, dataset.channels_b for B).")
         self.lambda_cycle, self.identity, self.pool_size = lambda_cycle, identity, pool_size
-        if setup.trainer is not None:
-            self.loss, self.penalty = setup.loss, setup.penalty
-            self.phases = (Phase("G", "G"), Phase("D", "D"))  # D learns from the fakes G just made
-        seed = (setup.trainer.seed if setup.trainer is not None else 0) * 1_000 + 2 * setup.rank
+        self.phases = (Phase("G", "G"), Phase("D", "D"))  # D learns from the fakes G just made
+        seed = self.settings.seed * 1_000 + 2 * self.settings.rank
         self.pools = {name: ImagePool(pool_size, seed + i) for i, name in enumerate(self.discriminators)}
         self._fakes: dict[str, Tensor] = {}
 

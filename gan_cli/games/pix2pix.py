@@ -21,17 +21,14 @@ class Pix2Pix(Translation):
     translators = {"ab": "G"}
 
     def __init__(self, networks, data, setup, lambda_l1: float = 100.0, adversarial_weight: float = 1.0,
-                 d_loss_scale: float = 0.5, latent_dim: int = 0):
+                 d_loss_scale: float = 0.5):
         super().__init__(networks, data, setup)
         for key, value in (("lambda_l1", lambda_l1), ("adversarial_weight", adversarial_weight),
                            ("d_loss_scale", d_loss_scale)):
             if not isinstance(value, (int, float)) or isinstance(value, bool) or not value >= 0:
                 raise ConfigError(f"model.game.{key} must be a number, 0 or more; got {value!r}.")
         self.lambda_l1, self.adversarial_weight, self.d_loss_scale = lambda_l1, adversarial_weight, d_loss_scale
-        t = setup.trainer
-        if t is not None:
-            self.loss, self.penalty = setup.loss, setup.penalty
-            self.phases = (Phase("D", "D", repeat=t.n_critic), Phase("G", "G", repeat=t.g_steps))
+        self.phases = (Phase("D", "D", repeat=self.settings.n_critic), Phase("G", "G", repeat=self.settings.g_steps))
         self._pending: tuple[Tensor, Tensor, Tensor | None] | None = None  # (a, b, G(a)) the G phase may reuse
 
     def attach(self, networks, updates) -> None:
@@ -40,7 +37,7 @@ class Pix2Pix(Translation):
 
     def run_phase(self, phase: Phase, step: int, measure: bool) -> None:
         if phase.name == "D":
-            self.d_phase(step, measure, reuse=self.setup.trainer.n_critic == 1)
+            self.d_phase(step, measure, reuse=self.settings.n_critic == 1)
         else:
             self.g_phase(measure)
 

@@ -26,10 +26,10 @@ Steps = int | list[int] | None
 class ProGAN(Adversarial):
     unsupported = {"unroll_steps": 0}  # unrolled D steps would see full-size images
 
-    def __init__(self, networks, data, setup, latent_dim: int = 0, stable_steps: Steps = None,
-                 fade_steps: Steps = None, batch_sizes: list[int] | None = None):
-        super().__init__(networks, data, setup, latent_dim)
-        t, levels = setup.trainer, networks["G"].num_levels
+    def __init__(self, networks, data, setup, stable_steps: Steps = None, fade_steps: Steps = None,
+                 batch_sizes: list[int] | None = None):
+        super().__init__(networks, data, setup)
+        t, levels = self.settings, networks["G"].num_levels
         self.resolution = networks["G"].resolution
         self.schedule = schedule(levels, t.max_steps, stable_steps, fade_steps)
         self.batch_sizes = per_level_batch(levels, t.batch_size, batch_sizes)

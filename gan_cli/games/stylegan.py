@@ -31,7 +31,7 @@ def _check_every(key: str, value: Any) -> None:
 
 
 class StyleGAN2(Adversarial):
-    def __init__(self, networks, data, setup, latent_dim: int = 0, r1_gamma: float = 0.01, r1_every: int = 16,
+    def __init__(self, networks, data, setup, r1_gamma: float = 0.01, r1_every: int = 16,
                  pl_weight: float = 2.0, pl_every: int = 4, pl_batch_shrink: int = 2, pl_decay: float = 0.01):
         check_range("model.game.r1_gamma", r1_gamma, 0, math.inf, False, "0 (off), 0.01 (cifar) or 10 (the paper)")
         check_range("model.game.pl_weight", pl_weight, 0, math.inf, False, "0 (off) or 2 (the paper)")
@@ -42,18 +42,17 @@ class StyleGAN2(Adversarial):
             raise ConfigError(f"penalty={getattr(setup.penalty, 'name', setup.penalty)} cannot be combined with "
                               "model=stylegan, whose R1 is built in (model.game.r1_gamma, every model.game.r1_every "
                               "steps); set penalty=none.")
-        super().__init__(networks, data, setup, latent_dim=latent_dim)
+        super().__init__(networks, data, setup)
         self.r1_gamma, self.r1_every = float(r1_gamma), r1_every
         self.pl_weight, self.pl_every = float(pl_weight), pl_every
         self.pl_batch_shrink, self.pl_decay = pl_batch_shrink, float(pl_decay)
         self.optimizers = {"G": OptimizerSpec("generator", ("G",), pl_every if pl_weight else 1),
                            "D": OptimizerSpec("discriminator", ("D",), r1_every if r1_gamma else 1)}
-        t = setup.trainer
-        if t is not None:
-            self.phases = (Phase("D", "D", repeat=t.n_critic),
-                           *([Phase("R1", "D", every=r1_every)] if r1_gamma else []),
-                           Phase("G", "G", repeat=t.g_steps),
-                           *([Phase("PL", "G", every=pl_every)] if pl_weight else []))
+        s = self.settings
+        self.phases = (Phase("D", "D", repeat=s.n_critic),
+                       *([Phase("R1", "D", every=r1_every)] if r1_gamma else []),
+                       Phase("G", "G", repeat=s.g_steps),
+                       *([Phase("PL", "G", every=pl_every)] if pl_weight else []))
         device = next(networks["G"].parameters()).device
         self.pl_mean = torch.zeros((), device=device)  # running mean of the path lengths
 
