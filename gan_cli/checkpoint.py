@@ -18,7 +18,7 @@ if TYPE_CHECKING:
     import torch
 
 LAST = "last.pt"
-VERSION = 2  # the layout gan_cli/engine/run_state.py writes; 1 is read through upgrade()
+VERSION = 2  # the layout gan_cli/engine/checkpointer.py writes; 1 is read through upgrade()
 
 
 def save_atomic(state: dict[str, Any], path: Path) -> None:

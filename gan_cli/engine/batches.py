@@ -81,7 +81,7 @@ class BatchStream:
         self.num_workers = num_workers
         self.consumed = consumed
         self._workers = None  # the DataLoader's iterator, when the data is streamed
-        self._iter = self._start()
+        self._iter: Iterator[tuple[Tensor, ...]] | None = None  # started by the first batch asked for
 
     def _start(self) -> Iterator[tuple[Tensor, ...]]:
         sampler = EpochBatchSampler(len(self.data), self.batch_size, self.seed, self.consumed, self.rank, self.world)
@@ -105,7 +105,7 @@ class BatchStream:
         """Continue as if `consumed` batches had been taken (after a rollback)."""
         self.close()
         self.consumed = consumed
-        self._iter = self._start()
+        self._iter = None
 
     def close(self) -> None:
         """Stop the DataLoader workers now. They ignore stop signals (and so the SIGTERM that
@@ -116,6 +116,8 @@ class BatchStream:
         self._workers = None
 
     def next(self) -> tuple[Tensor, ...]:
+        if self._iter is None:
+            self._iter = self._start()
         batch = next(self._iter)
         self.consumed += 1
         return batch

@@ -1,10 +1,15 @@
 """The training loop: the game's phases -> log -> sample -> evaluate -> checkpoint.
 
-The Trainer sets a run up from its config (data, the game and its networks, optimizers,
-precision, EMA, schedules, DDP, compile) and runs the loop. What happens around a step
-lives next door: logging, the doctor, NaN checks and rollback in `monitoring.py`; sample
-grids, evaluation and best.pt in `outputs.py`; what a checkpoint holds and how it loads in
-`run_state.py`; one iteration's phases in `updates.py`; the games in `gan_cli/games/`.
+The Trainer builds a run from its config (data, the game and its networks, optimizers, precision,
+EMA, schedules, DDP, compile) and its parts, each given what it needs:
+
+  Checkpointer  (checkpointer.py)  what a checkpoint holds, writing it, loading and resuming
+  Monitor       (monitor.py)       the log step, the training doctor, NaN checks, rollback
+  Outputs       (outputs.py)       sample grids, evaluation, the start-of-run records
+  Updates       (updates.py)       one iteration's phases, and the services a game's phases call
+
+They share the run's objects (`RunState`) and where it stands (`Progress`: step, best, last good
+checkpoint). The games are in gan_cli/games/.
 """
 from __future__ import annotations
 
@@ -16,31 +21,30 @@ from typing import Any
 import torch
 from omegaconf import DictConfig
 
+from gan_cli.build import build
 from gan_cli.config import validate_trainer
 from gan_cli.doctor import Doctor, DoctorConfig
 from gan_cli.engine.augment import d_input_transform
 from gan_cli.engine.batches import BatchStream, materialize
-from gan_cli.build import build
+from gan_cli.engine.checkpointer import Checkpointer, Progress, RunState
+from gan_cli.engine.compile import compile_networks
 from gan_cli.engine.device import describe_device, resolve_device
 from gan_cli.engine.distributed import Control, any_rank, gather_objects, init_world, parameters_checksum, \
     rank_device, unwrap, wrap
 from gan_cli.engine.ema import EMA
-from gan_cli.interrupt import StopNow, StopOnSignal
-from gan_cli.engine.monitoring import Monitoring
+from gan_cli.engine.monitor import Monitor
 from gan_cli.engine.networks import build_models
 from gan_cli.engine.outputs import Outputs
 from gan_cli.engine.precision import Precision
 from gan_cli.engine.report import summary_rows
-from gan_cli.engine.resume_changes import Change
 from gan_cli.engine.run_lock import RunLock, is_main_process
-from gan_cli.engine.run_state import RunState
 from gan_cli.engine.schedules import lr_schedulers
-from gan_cli.engine.compile import compile_networks
 from gan_cli.engine.setup import backend_state, configure_backends, configure_threads, make_optimizers, make_penalty, \
     restore_backends, sync_debug
 from gan_cli.engine.updates import Updates
 from gan_cli.errors import TrainingDiverged
 from gan_cli.games.base import RunNetworks, Settings, Setup, check_supported
+from gan_cli.interrupt import StopNow, StopOnSignal
 from gan_cli.logging import console as ui
 from gan_cli.logging.run_logger import NullLogger, RunLogger
 from gan_cli.logging.tags import tag_help
@@ -49,7 +53,7 @@ from gan_cli.trust import check_config
 log = logging.getLogger(__name__)  # Hydra sends it to <run>/train.log
 
 
-class Trainer(Monitoring, Outputs, RunState):
+class Trainer:
     def __init__(self, cfg: DictConfig, run_dir: Path, choices: dict[str, str] | None = None,
                  overrides: list[str] | None = None):
         self.cfg, self.run_dir, self.choices = cfg, Path(run_dir), choices or {}
@@ -70,7 +74,6 @@ class Trainer(Monitoring, Outputs, RunState):
                               self.choices.get("dataset") or data.name)
         layout = torch.channels_last if t.channels_last and data.kind != "points" else torch.contiguous_format
         self.networks = {k: m.to(self.device, memory_format=layout) for k, m in models.networks.items()}
-        self.latent_dim = models.latent_dim
         self.loss = build("loss", cfg.loss)
         check_supported(models.game, t)
         setup = Setup(self.loss, make_penalty(cfg.get("penalty")), Settings.of(t, self.world.rank))
@@ -79,18 +82,13 @@ class Trainer(Monitoring, Outputs, RunState):
         self.precision = Precision(t.precision, self.device, tuple(self.optimizers))
         torch.manual_seed(t.seed + self.world.rank)  # per-rank randomness (dropout, augmentation, penalties)
 
-        self.fixed = {k: v.to(self.device) for k, v in self.game.fixed_inputs(t.num_samples, t.seed).items()}
+        fixed = {k: v.to(self.device) for k, v in self.game.fixed_inputs(t.num_samples, t.seed).items()}
         self.doctor = Doctor(DoctorConfig(**t.doctor), self.loss.probabilities, self.loss.wasserstein)
         self.emas = {name: EMA(self.networks[name], t.ema.decay, t.ema.warmup)
                      for name in self.game.generators} if t.ema.enabled else {}
         self.schedulers = lr_schedulers(t, self.optimizers, len(data) // t.batch_size, self.game.lr_decay)
-
-        self.step, consumed, self.best, self._noise_state = 0, 0, None, None
-        self.eval_results: dict[str, float] = {}
-        self.changes: list[Change] = []  # config changes a resume applied
-        self.resumed_from, consumed = self._resume_on_every_rank()
         self.batches = BatchStream(data, t.batch_size, self.device, seed=t.seed, num_workers=t.num_workers,
-                                   consumed=consumed, rank=self.world.rank, world=self.world.size)
+                                   rank=self.world.rank, world=self.world.size)
         eager = {k: wrap(m, self.world, self.device, t.sync_bn) for k, m in self.networks.items()}
         self.networks.update({k: unwrap(m) for k, m in eager.items()})  # SyncBatchNorm conversion keeps the parameters
         run = compile_networks(eager, t.compile_mode, t.compile_backend) if t.compile else eager
@@ -100,20 +98,36 @@ class Trainer(Monitoring, Outputs, RunState):
                                channels_last=layout == torch.channels_last, seed=t.seed, world=self.world)
         local = run if not self.world.distributed else dict(self.networks)  # compiled where there is no DDP
         self.game.attach(RunNetworks(run, eager, local), self.updates)
-        if self._noise_state is not None:
-            self.updates.noise_rng.set_state(self._noise_state)
-        self.rollbacks = 0
-        self.ckpt_dir = self.run_dir / "checkpoints"
-        self.last_good: Path | None = self.resumed_from
-        self._saved_at = self.step if self.resumed_from else -1
-        self._evaluator = None
+
+        # the parts, sharing the run's objects and where it stands
+        state = RunState(self.networks, self.emas, self.optimizers, self.schedulers, self.precision, self.game,
+                         self.doctor, fixed, self.batches, self.updates, data)
+        self.progress = Progress()
+        self.checkpointer = Checkpointer(cfg, self.world, self.device, state, self.progress,
+                                         self.run_dir / "checkpoints")
+        self.resumed_from = self.checkpointer.resume(t.resume)
+        self.logger = RunLogger(self.run_dir, tag_help(self.loss.probabilities), self.progress.step) \
+            if self.world.main else NullLogger()
+        self.outputs = Outputs(cfg, state, self.progress, self.logger, world=self.world, device=self.device,
+                               run_dir=self.run_dir, latent_dim=models.latent_dim)
+        count = min(len(data), t.batch_size, 256)  # the doctor's diversity reference: one batch of reals
+        self.monitor = Monitor(state, self.progress, self.checkpointer, self.logger, world=self.world,
+                               batch_size=t.batch_size, nan_policy=t.nan_policy,
+                               output_networks=self.outputs.output_networks,
+                               real_batch=self.game.reals(count).to(self.device))
+
+    @property
+    def step(self) -> int:
+        return self.progress.step
+
+    @property
+    def ckpt_dir(self) -> Path:
+        return self.checkpointer.folder
 
     # ---------------------------------------------------------------- the loop
     def fit(self, stop: StopOnSignal | None = None) -> dict[str, Any]:
         """Train to trainer.max_steps, or until `stop` (installed by `train`, so that it also covers start-up)
         sees a stop signal."""
-        run = self.run_dir
-        self.logger = RunLogger(run, tag_help(self.loss.probabilities), self.step) if self.world.main else NullLogger()
         try:
             with contextlib.nullcontext(stop) if stop else StopOnSignal() as stop:
                 return self._fit(stop)
@@ -122,61 +136,78 @@ class Trainer(Monitoring, Outputs, RunState):
             self.logger.close()
 
     def _fit(self, stop: StopOnSignal) -> dict[str, Any]:
-        t, run = self.t, self.run_dir
-        self._log_start()
+        t, run, p = self.t, self.run_dir, self.progress
+        self.outputs.log_start(self.choices, self.overrides, self.resumed_from, self.checkpointer.changes)
         ui.console.print(f"device: [bold]{describe_device(self.device)}[/]   run folder: [bold]{run}[/]")
         log.info("device %s, run folder %s, resumed from %s at step %d", describe_device(self.device), run,
-                 self.resumed_from, self.step)
-        if self.step >= t.max_steps:
-            ui.console.print(f"Checkpoint is at step {self.step}, trainer.max_steps={t.max_steps}: nothing to train.")
-        self.stats: dict[str, float] = {}
-        self.clock, self._window = ui.Stopwatch(), (0.0, self.step)
-        start_step = self.step
-        with ui.TrainProgress(t.max_steps, self.step) as bar:
-            while self.step < t.max_steps and not self.control.poll(stop.requested):
-                log_now = (self.step + 1) % t.log_every == 0 or self.step + 1 == t.max_steps
+                 self.resumed_from, p.step)
+        if p.step >= t.max_steps:
+            ui.console.print(f"Checkpoint is at step {p.step}, trainer.max_steps={t.max_steps}: nothing to train.")
+        self.monitor.start()
+        start_step = p.step
+        with ui.TrainProgress(t.max_steps, p.step) as bar:
+            while p.step < t.max_steps and not self.control.poll(stop.requested):
+                log_now = (p.step + 1) % t.log_every == 0 or p.step + 1 == t.max_steps
                 try:
-                    with sync_debug(t.sync_debug if self.step >= start_step + 2 else "off", self.device):
-                        self.updates.iteration(self.game, self.step + 1, measure=log_now)
+                    with sync_debug(t.sync_debug if p.step >= start_step + 2 else "off", self.device):
+                        self.updates.iteration(self.game, p.step + 1, measure=log_now)
                 except Exception:
                     if stop.requested:  # the iteration broke off half-way: it must not be saved
                         raise StopNow(stop.signum) from None
                     raise
-                self.step += 1
-                bar.advance(self.step)
+                p.step += 1
+                bar.advance(p.step)
                 try:
                     self._after_step(log_now, bar)
                 except TrainingDiverged as diverged:
-                    if not self._rollback(diverged):
+                    if not self.monitor.rollback(diverged):
                         raise
             interrupted = any_rank(self.control.drain() or stop.requested, self.world, self.device)
-            if interrupted and self.step > start_step and self._saved_at != self.step:  # evaluation can wait
-                self.sample()
+            if interrupted and p.step > start_step and p.saved_at != p.step:  # evaluation can wait
+                self.outputs.sample()
                 self.save()
-        elapsed = self.clock()
+        elapsed = self.monitor.clock()
         for finding in self.doctor.summary():
             log.warning("doctor: step %d %s: %s Try: %s", finding.step, finding.symptom, finding.message, finding.fix)
         checksum = sum(parameters_checksum(m) for m in self.networks.values())
         in_sync = len(set(gather_objects(checksum, self.world))) == 1
-        ui.print_summary(summary_rows(self, self.stats, elapsed, interrupted, start_step, in_sync))
+        stats = self.monitor.stats
+        ui.print_summary(summary_rows(self, stats, elapsed, interrupted, start_step, in_sync))
         stop.hand_over()  # e.g. submitit requeues the job on SIGUSR2
-        return {"step": self.step, "run_dir": str(run), "time_s": elapsed, "interrupted": interrupted,
-                "signal": stop.signum, **self.stats, **self.eval_results, **({"best": self.best} if self.best else {})}
+        return {"step": p.step, "run_dir": str(run), "time_s": elapsed, "interrupted": interrupted,
+                "signal": stop.signum, **stats, **p.eval_results, **({"best": p.best} if p.best else {})}
 
     def _after_step(self, log_now: bool, bar: ui.TrainProgress) -> None:
         """Log, sample, evaluate and checkpoint as the intervals say; the last step does all of them."""
-        t, final = self.t, self.step == self.t.max_steps
+        t, step = self.t, self.progress.step
+        final = step == t.max_steps
         if log_now:
-            self._log_step(bar)
-        elif final or self.step % t.sample_every == 0 or self.step % t.ckpt_every == 0:
-            self._check_finite({})  # no grid or checkpoint from a diverged state
-        if final or self.step % t.sample_every == 0:
-            self.sample()
-        if t.eval_every and (final or self.step % t.eval_every == 0):
-            self.evaluate()
+            self.monitor.log_step(bar)
+        elif final or step % t.sample_every == 0 or step % t.ckpt_every == 0:
+            self.monitor.check_finite({})  # no grid or checkpoint from a diverged state
+        if final or step % t.sample_every == 0:
+            self.outputs.sample()
+        if t.eval_every and (final or step % t.eval_every == 0):
+            best = self.outputs.evaluate()
+            if best is not None:
+                self.save_best(best)
             self.control.barrier()  # the other ranks wait for rank 0's evaluation off NCCL's clock
-        if final or self.step % t.ckpt_every == 0:
+        if final or step % t.ckpt_every == 0:
             self.save()
+
+    def save(self) -> None:
+        """last.pt (and a snapshot when due) from a state checked to be finite."""
+        state = self.checkpointer.state_dict()  # every rank: its RNG state goes in too
+        self.monitor.check_finite({}, state)
+        if self.world.main:
+            self.logger.flush()  # the history up to this step is on disk before the step is
+        self.checkpointer.write(state, self.t.snapshot_every)
+
+    def save_best(self, best: dict) -> None:
+        state = {**self.checkpointer.state_dict(gather=False), "best": best}
+        self.monitor.check_finite({}, state)
+        self.checkpointer.write_best(state)
+        self.progress.best = best
 
 
 def train(cfg: DictConfig, run_dir: str | Path, choices: dict[str, str] | None = None,
