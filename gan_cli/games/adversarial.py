@@ -42,13 +42,24 @@ class Adversarial(Game):
         else:
             self.g_phase(step, measure)
 
+    # ---------------------------------------------------------------- hooks for variants (ProGAN)
+    def d_batch(self, step: int) -> tuple[Tensor, Tensor | None]:
+        """The real batch (and labels) a D update reads."""
+        return self.updates.next_batch()
+
+    def fake(self, z: Tensor, y: Tensor | None) -> Tensor:
+        """G's output for z (and y), as D is shown it."""
+        return self.run["G"](z, y)
+
+    # ---------------------------------------------------------------- phases
     def d_phase(self, step: int, measure: bool, reuse: bool) -> None:
-        """One D update on a fresh batch; with `reuse` the first G update of the iteration takes its fakes."""
+        """One D update on a fresh batch; with `reuse` the first G update of the iteration takes its fakes
+        (handed over in `_pending`: z, G(z) with its graph, y)."""
         u = self.updates
-        real, y = u.next_batch()
+        real, y = self.d_batch(step)
         z = u.noise(real.shape[0], self.latent_dim)
         with torch.set_grad_enabled(reuse), u.precision.autocast():
-            fake = self.run["G"](z, y)
+            fake = self.fake(z, y)
         self._pending = (z, fake, y) if reuse else (None, None, y)
         self._batch_size = real.shape[0]
         self.d_update(real, fake, y, step, measure)
@@ -73,7 +84,7 @@ class Adversarial(Game):
         if fake is None:
             z = self.updates.noise(self._batch_size, self.latent_dim)
             with self.updates.precision.autocast():
-                fake = self.run["G"](z, y)
+                fake = self.fake(z, y)
         if self.unroll_steps:
             with unrolled(self.run["D"], self.updates.optimizers["D"]):
                 self.unroll(step)
@@ -87,7 +98,7 @@ class Adversarial(Game):
         for _ in range(self.unroll_steps):
             real, y = u.next_batch()
             with torch.no_grad(), u.precision.autocast():
-                fake = self.run["G"](u.noise(real.shape[0], self.latent_dim), y)
+                fake = self.fake(u.noise(real.shape[0], self.latent_dim), y)
             self.d_update(real, fake, y, step, measure=False, record=False)
 
     def g_update(self, z: Tensor, fake: Tensor, y: Tensor, step: int, measure: bool) -> None:

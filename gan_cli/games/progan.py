@@ -5,8 +5,9 @@ fade steps) and stabilises. Before each iteration's D update the game sets `leve
 and D (gan_cli/models/progan.py) from the step alone, so a resumed run continues exactly. Real
 images are average-pooled to the current side and, during a fade-in, blended like G's output
 (Sec. 2: lerp(up(down(x)), x, alpha)); fakes come from G at its native side; the batch at a
-resolution is the first `batch_sizes[level]` items of the engine's batch. D and G updates and the
-loss's penalties (WGAN-GP at the current side) are Adversarial's.
+resolution is the first `batch_sizes[level]` items of the engine's batch. Its hooks `d_batch` and
+`fake` say so; the D and G updates and the loss's penalties (WGAN-GP at the current side) are
+Adversarial's.
 """
 from __future__ import annotations
 
@@ -52,28 +53,15 @@ class ProGAN(Adversarial):
             self.updates.record({"progan/resolution": 4.0 * 2**level, "progan/alpha": alpha})  # host numbers
         super().run_phase(phase, step, measure)
 
-    def d_phase(self, step: int, measure: bool, reuse: bool) -> None:
-        """Adversarial's D phase at the current resolution and batch size."""
-        u = self.updates
+    def d_batch(self, step: int) -> tuple[Tensor, Tensor | None]:
+        """The first batch_sizes[level] reals, at the level's side, faded in like G's output."""
         level, alpha = self.progress(step)
-        real, y = u.next_batch()
+        real, y = self.updates.next_batch()
         size = self.batch_sizes[level]
-        real, y = self.real_at(real[:size], level, alpha), None if y is None else y[:size]
-        z = u.noise(size, self.latent_dim)
-        with torch.set_grad_enabled(reuse), u.precision.autocast():
-            fake = self.run["G"](z, y, native=True)
-        self._pending = (z, fake, y) if reuse else (None, None, y)
-        self._batch_size = size
-        self.d_update(real, fake, y, step, measure)
+        return self.real_at(real[:size], level, alpha), None if y is None else y[:size]
 
-    def g_phase(self, step: int, measure: bool) -> None:
-        z, fake, y = self._pending
-        if fake is None:  # G's later updates of an iteration: fresh fakes at the native side
-            z = self.updates.noise(self._batch_size, self.latent_dim)
-            with self.updates.precision.autocast():
-                fake = self.run["G"](z, y, native=True)
-            self._pending = (z, fake, y)
-        super().g_phase(step, measure)
+    def fake(self, z: Tensor, y: Tensor | None) -> Tensor:
+        return self.run["G"](z, y, native=True)  # at the level's side, not upsampled to the target
 
     def real_at(self, x: Tensor, level: int, alpha: float) -> Tensor:
         """(B, C, R, R) -> (B, C, S, S) at the level's side S, faded in like G's output."""

@@ -1,13 +1,16 @@
 """StyleGAN2's game (Karras et al. 2020): the adversarial game plus two lazy regularisers.
 
-Phases, as stylegan2-ada-pytorch's training loop runs them (Dmain, Dreg, Gmain, Greg):
-  D   the loss group's D step (the model file picks nonsaturating: softplus logistic)
+The phases of one iteration, in the order they run here (`run_phase` below names each):
+  D   the loss group's D step (`Adversarial.d_phase`; the model file picks nonsaturating:
+      softplus(D(G(z))) + softplus(-D(x)))
   R1  every `r1_every` iterations on optimizer D: (r1_gamma / 2) E|grad_x D(x)|^2 on a fresh
       real batch, times r1_every (lazy regularisation, Sec. 3.1 and Appendix B)
-  G   the loss group's G step
+  G   the loss group's G step (`Adversarial.g_phase`: softplus(-D(G(z))))
   PL  every `pl_every` iterations on optimizer G: path length regularisation (Sec. 3.2) on a
       batch of batch_size // pl_batch_shrink: |J_w^T y| for y ~ N(0, I) / sqrt(H W) is pulled
       toward its running mean `pl_mean`, times pl_weight x pl_every
+stylegan2-ada-pytorch's loop runs the G phases first (Gmain, Greg, Dmain, Dreg); D first lets
+the G step reuse the D step's fakes (n_critic 1), as every adversarial game here does.
 A regulariser of weight 0 has no phase, and its optimizer no lazy lr / betas adjustment.
 Logged before their weights: penalty/r1 (E|grad|^2), penalty/path_length (E(|J^T y| - pl_mean)^2),
 stylegan/pl_mean.
@@ -57,12 +60,14 @@ class StyleGAN2(Adversarial):
         self.pl_mean = torch.zeros((), device=device)  # running mean of the path lengths
 
     def run_phase(self, phase: Phase, step: int, measure: bool) -> None:
-        if phase.name == "R1":
+        if phase.name == "D":  # the adversarial D loss on reals and fakes
+            self.d_phase(step, measure, reuse=self.settings.n_critic == 1)
+        elif phase.name == "R1":  # lazy R1 on reals
             self.r1_phase(step)
-        elif phase.name == "PL":
+        elif phase.name == "G":  # the adversarial G loss (style mixing happens inside G)
+            self.g_phase(step, measure)
+        else:  # PL: lazy path length on a smaller batch
             self.pl_phase()
-        else:
-            super().run_phase(phase, step, measure)
 
     def r1_phase(self, step: int) -> None:
         """Lazy R1 (Mescheder et al. 2018) on a fresh real batch."""
