@@ -134,11 +134,29 @@ _POSITIVE = ("max_steps", "batch_size", "n_critic", "g_steps", "log_every", "sam
 NAN_POLICIES = ("stop", "rollback")
 
 
+def is_int(value: Any) -> bool:
+    """An integer, and not a bool (to Python, YAML's `true` is the integer 1)."""
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def is_number(value: Any) -> bool:
+    """An int or a float, and not a bool."""
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def check_int(key: str, value: Any, minimum: int, maximum: int | None = None, what: str = "") -> int:
+    """`value` if it is an integer in [minimum, maximum], else a ConfigError naming the full `key`."""
+    if not is_int(value) or value < minimum or (maximum is not None and value > maximum):
+        bounds = f">= {minimum}" if maximum is None else f"from {minimum} to {maximum}"
+        raise ConfigError(f"{key} must be an integer {bounds}{f' ({what})' if what else ''}, got {value!r}.")
+    return value
+
+
 def check_positive_ints(node: Any, keys: tuple[str, ...], prefix: str = "") -> None:
     """Each of `keys` a positive integer (counts and batch sizes of `gan sample`, `gan eval`, trainer.eval)."""
     for key in keys:
         value = node[key]
-        if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
+        if not is_int(value) or value <= 0:
             raise ConfigError(f"{prefix}{key} must be a positive integer, got {value!r}.")
 
 
@@ -149,7 +167,7 @@ def check_eval_sizes(node: Any, prefix: str = "") -> None:
     """num_fake, num_real and batch_size of `gan eval` (prefix "") or of training's evaluation ("trainer.eval.")."""
     for key in ("num_fake", "num_real"):
         value = node[key]
-        if not isinstance(value, int) or isinstance(value, bool) or value < MIN_EVAL_SAMPLES:
+        if not is_int(value) or value < MIN_EVAL_SAMPLES:
             raise ConfigError(f"{prefix}{key} must be an integer, {MIN_EVAL_SAMPLES} or more (the metrics need that "
                               f"many samples; thousands for meaningful numbers), got {value!r}.")
     check_positive_ints(node, ("batch_size",), prefix)
@@ -157,7 +175,7 @@ def check_eval_sizes(node: Any, prefix: str = "") -> None:
 
 def check_range(key: str, value, low: float, high: float, low_open: bool, hint: str) -> float:
     """`value` as a float in (low, high] (low_open) or [low, high], else a ConfigError naming `key`."""
-    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    ok = is_number(value) and math.isfinite(value)
     ok = ok and (low < value if low_open else low <= value) and value <= high
     if not ok:
         interval = f"{'(' if low_open else '['}{low}, {high}]"
@@ -167,7 +185,7 @@ def check_range(key: str, value, low: float, high: float, low_open: bool, hint: 
 
 def check_truncation(value: Any) -> None:
     """`truncation` of `gan sample` / `gan eval`: unset, or psi in (0, 1] (gan_cli.truncation)."""
-    ok = value is None or (isinstance(value, (int, float)) and not isinstance(value, bool) and 0 < value <= 1)
+    ok = value is None or (is_number(value) and 0 < value <= 1)
     if not ok:
         raise ConfigError(f"truncation={value!r} is not valid: it must be a number in (0, 1] (1: no truncation, "
                           f"0.7 is typical; smaller: more typical samples, less variety), or unset.")

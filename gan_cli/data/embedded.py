@@ -11,16 +11,14 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import TensorDataset
 
+from gan_cli import config
 from gan_cli.data.base import GanData
 from gan_cli.errors import ConfigError
 
 
 def check_int(key: str, value: object, minimum: int, what: str = "") -> int:
-    """Return ``value`` if it is an int >= ``minimum``, else raise ConfigError naming ``dataset.<key>``."""
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        hint = f" ({what})" if what else ""
-        raise ConfigError(f"dataset.{key} must be an integer >= {minimum}{hint}, got {value!r}.")
-    return value
+    """`config.check_int` for ``dataset.<key>``."""
+    return config.check_int(f"dataset.{key}", value, minimum, what=what)
 
 
 def check_channels(channels: object) -> int:

@@ -17,6 +17,7 @@ import torch.nn.functional as F
 from torch import Tensor
 from torch.utils.data import TensorDataset
 
+from gan_cli.config import is_number
 from gan_cli.data.base import GanData, TranslationTest
 from gan_cli.data.embedded import check_channels, check_int, digits, digits_split
 from gan_cli.errors import ConfigError
@@ -88,7 +89,7 @@ def digits_edges(resolution: int = 32, channels: int = 1) -> GanData:
 def digits_inpaint(resolution: int = 32, channels: int = 1, hole: float = 0.375) -> GanData:
     """Paired: a digit with a square hole of side ``hole * resolution`` filled with 0 (A) -> the digit (B)."""
     check_int("resolution", resolution, 8, "the digits are 8x8 pixels; they are only upsampled")
-    if isinstance(hole, bool) or not isinstance(hole, (int, float)) or not 0 < hole < 1:
+    if not is_number(hole) or not 0 < hole < 1:
         raise ConfigError(f"dataset.hole must be a fraction of the image side in (0, 1), got {hole!r}.")
     x, y, x_test, y_test = _digits(resolution, check_channels(channels))
     return _paired("digits_inpaint", with_hole(x, hole, seed=0), x, y, with_hole(x_test, hole, seed=1), x_test, y_test)

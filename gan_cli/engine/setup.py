@@ -10,6 +10,7 @@ from collections.abc import Iterator
 import torch
 from omegaconf import DictConfig
 
+from gan_cli.config import is_number
 from gan_cli.build import build
 from gan_cli.errors import ConfigError
 from gan_cli.logging import console as ui
@@ -128,7 +129,7 @@ def lazy_adjusted(node: DictConfig, every: int) -> DictConfig:
 def make_optimizer(group: str, node: DictConfig, params: list[torch.nn.Parameter], device: torch.device):
     """The configured optimizer; Adam-family ones use the fused CUDA kernel unless the config says."""
     lr = node.get("lr")
-    if lr is not None and (isinstance(lr, bool) or not isinstance(lr, (int, float)) or not lr >= 0):
+    if lr is not None and (not is_number(lr) or not lr >= 0):
         raise ConfigError(f"{group}.lr={lr} is not valid: the learning rate must be a number, 0 or more.")
     factory = build(group, node)
     extra = {}

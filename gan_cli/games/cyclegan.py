@@ -12,6 +12,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from gan_cli.config import is_int, is_number
 from gan_cli.errors import ConfigError
 from gan_cli.games.base import OptimizerSpec, Phase, eval_mode
 from gan_cli.games.image_pool import ImagePool
@@ -33,9 +34,9 @@ class CycleGAN(Translation):
                  pool_size: int = 50):
         super().__init__(networks, data, setup)
         for key, value in (("lambda_cycle", lambda_cycle), ("identity", identity)):
-            if not isinstance(value, (int, float)) or isinstance(value, bool) or not value >= 0:
+            if not is_number(value) or not value >= 0:
                 raise ConfigError(f"model.game.{key} must be a number, 0 or more; got {value!r}.")
-        if not isinstance(pool_size, int) or isinstance(pool_size, bool) or pool_size < 0:
+        if not is_int(pool_size) or pool_size < 0:
             raise ConfigError(f"model.game.pool_size must be an integer, 0 (no pool) or more; got {pool_size!r}.")
         channels_a, channels_b = data.input_shape[0], data.shape[0]
         if identity > 0 and channels_a != channels_b:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from gan_cli.config import is_number
 from gan_cli.errors import ConfigError
 from gan_cli.games.base import Phase, eval_mode
 from gan_cli.games.translation import Translation, rows_picture
@@ -25,7 +26,7 @@ class Pix2Pix(Translation):
         super().__init__(networks, data, setup)
         for key, value in (("lambda_l1", lambda_l1), ("adversarial_weight", adversarial_weight),
                            ("d_loss_scale", d_loss_scale)):
-            if not isinstance(value, (int, float)) or isinstance(value, bool) or not value >= 0:
+            if not is_number(value) or not value >= 0:
                 raise ConfigError(f"model.game.{key} must be a number, 0 or more; got {value!r}.")
         self.lambda_l1, self.adversarial_weight, self.d_loss_scale = lambda_l1, adversarial_weight, d_loss_scale
         self.phases = (Phase("D", "D", repeat=self.settings.n_critic), Phase("G", "G", repeat=self.settings.g_steps))

@@ -17,6 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from gan_cli.config import is_int
 from gan_cli.errors import ConfigError
 from gan_cli.games.adversarial import Adversarial
 from gan_cli.games.base import Phase
@@ -99,7 +100,7 @@ def schedule(levels: int, max_steps: int, stable: Steps, fade: Steps) -> list[tu
 def steps_list(key: str, value: Any, length: int, what: str) -> list[int]:
     """An int for every entry or a list of `length` ints, all >= 0; else ConfigError naming model.game.<key>."""
     values = [value] * length if not isinstance(value, (list, tuple)) else list(value)
-    if len(values) != length or not all(isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in values):
+    if len(values) != length or not all(is_int(v) and v >= 0 for v in values):
         raise ConfigError(f"model.game.{key} is {value!r}; use an integer >= 0 or a list of {length} of them ({what}).")
     return values
 
@@ -109,7 +110,7 @@ def per_level_batch(levels: int, batch_size: int, sizes: list[int] | None) -> li
     if sizes is None:
         return [batch_size] * levels
     ok = isinstance(sizes, (list, tuple)) and len(sizes) == levels
-    if not ok or not all(isinstance(b, int) and not isinstance(b, bool) and 1 <= b <= batch_size for b in sizes):
+    if not ok or not all(is_int(b) and 1 <= b <= batch_size for b in sizes):
         raise ConfigError(f"model.game.batch_sizes is {sizes!r}; use null (trainer.batch_size at every resolution) "
                           f"or a list of {levels} sizes (4x4 first), each from 1 to trainer.batch_size={batch_size}.")
     return list(sizes)

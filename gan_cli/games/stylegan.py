@@ -22,15 +22,10 @@ from typing import Any
 
 import torch
 
-from gan_cli.config import check_range
+from gan_cli.config import check_int, check_range
 from gan_cli.errors import ConfigError
 from gan_cli.games.adversarial import Adversarial
 from gan_cli.games.base import OptimizerSpec, Phase
-
-
-def _check_every(key: str, value: Any) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ConfigError(f"model.game.{key} must be an integer, 1 or more; got {value!r}.")
 
 
 class StyleGAN2(Adversarial):
@@ -40,7 +35,7 @@ class StyleGAN2(Adversarial):
         check_range("model.game.pl_weight", pl_weight, 0, math.inf, False, "0 (off) or 2 (the paper)")
         check_range("model.game.pl_decay", pl_decay, 0, 1, False, "the paper's 0.01")
         for key, value in (("r1_every", r1_every), ("pl_every", pl_every), ("pl_batch_shrink", pl_batch_shrink)):
-            _check_every(key, value)
+            check_int(f"model.game.{key}", value, 1)
         if setup.penalty is not None:
             raise ConfigError(f"penalty={getattr(setup.penalty, 'name', setup.penalty)} cannot be combined with "
                               "model=stylegan, whose R1 is built in (model.game.r1_gamma, every model.game.r1_every "

@@ -20,6 +20,7 @@ import math
 import torch
 from torch import Tensor, nn
 
+from gan_cli.config import is_int, is_number
 from gan_cli.errors import ConfigError
 from gan_cli.losses.adversarial import gradient_penalty
 
@@ -32,10 +33,10 @@ class Penalty:
     name = "penalty"
 
     def __init__(self, weight: float = 10.0, every: int = 1):
-        if not (_is_number(weight) and math.isfinite(weight) and weight >= 0):
+        if not (is_number(weight) and math.isfinite(weight) and weight >= 0):
             raise ConfigError(f"penalty.weight must be a finite number >= 0; got {weight!r}. "
                               f"Typical values: 10 (R1/R2/DRAGAN/GP on images), 0.1-1 for small data.")
-        if not (isinstance(every, int) and not isinstance(every, bool) and every >= 1):
+        if not (is_int(every) and every >= 1):
             raise ConfigError(f"penalty.every must be an integer >= 1 (1: every D step; k > 1: lazy "
                               f"regularisation every k-th step, scaled by k, e.g. 16 as in StyleGAN2); "
                               f"got {every!r}.")
@@ -83,7 +84,7 @@ class DRAGAN(Penalty):
 
     def __init__(self, weight: float = 10.0, every: int = 1, c: float = 0.5):
         super().__init__(weight, every)
-        if not (_is_number(c) and math.isfinite(c) and c >= 0):
+        if not (is_number(c) and math.isfinite(c) and c >= 0):
             raise ConfigError(f"penalty.c must be a finite number >= 0 (the perturbation scale, "
                               f"0.5 in the DRAGAN paper); got {c!r}.")
         self.c = float(c)
@@ -114,7 +115,3 @@ def _input_grad(D: nn.Module, x: Tensor, y: Tensor | None) -> Tensor:
             return torch.zeros_like(x)
         (grad,) = torch.autograd.grad(out.sum(), x, create_graph=True, allow_unused=True)
     return torch.zeros_like(x) if grad is None else grad
-
-
-def _is_number(v) -> bool:
-    return isinstance(v, (int, float)) and not isinstance(v, bool)

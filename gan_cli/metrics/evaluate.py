@@ -19,6 +19,7 @@ from omegaconf import DictConfig, OmegaConf
 from torch import Tensor
 
 from gan_cli import metrics as M
+from gan_cli.config import is_int
 from gan_cli.data.base import GanData
 from gan_cli.data.embedded import MIXTURES, modes
 from gan_cli.build import build
@@ -128,7 +129,7 @@ class Evaluator:
         asked, counts = self.settings.kid_subset_size, (len(self.real_features), self.settings.num_fake)
         if asked is None:
             return min(KID_SUBSET_SIZE, *counts)
-        if not isinstance(asked, int) or isinstance(asked, bool) or not 2 <= asked <= min(counts):
+        if not is_int(asked) or not 2 <= asked <= min(counts):
             raise ConfigError(
                 f"kid_subset_size={asked!r}: KID draws that many samples from each of the {counts[0]} real samples "
                 f"(num_real, or the whole dataset when smaller) and the {counts[1]} generated ones (num_fake), so it "

@@ -5,6 +5,7 @@ from dataclasses import dataclass
 
 from torch import nn
 
+from gan_cli.config import is_int
 from gan_cli.errors import ConfigError
 
 
@@ -23,7 +24,7 @@ class GanModels:
 
 def require_positive_int(key: str, value: int) -> int:
     """Return ``value`` if it is an int >= 1, else raise ConfigError naming ``model.<key>``."""
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+    if not is_int(value) or value < 1:
         raise ConfigError(
             f"model.{key} is {value!r}, but it must be a positive integer (e.g. model.{key}=64)."
         )

@@ -9,6 +9,7 @@ import math
 
 from torch import Tensor, nn
 
+from gan_cli.config import is_number
 from gan_cli.errors import ConfigError
 from gan_cli.models.base import GanModels, require_positive_int
 from gan_cli.models.options import check_options, finish, minibatch_layer, packed_shape
@@ -119,7 +120,7 @@ def build(
     require_positive_int("latent_dim", latent_dim)
     require_positive_int("hidden_dim", hidden_dim)
     require_positive_int("num_layers", num_layers)
-    if isinstance(dropout, bool) or not isinstance(dropout, (int, float)) or not 0 <= dropout < 1:
+    if not is_number(dropout) or not 0 <= dropout < 1:
         raise ConfigError(f"model.dropout is {dropout!r}, but it must be in [0, 1) (e.g. 0.0).")
     if g_batchnorm not in (None, True, False):
         raise ConfigError(

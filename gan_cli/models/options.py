@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from torch import Tensor, nn
 
+from gan_cli.config import is_int
 from gan_cli.errors import ConfigError
 from gan_cli.models.base import GanModels, require_positive_int
 from gan_cli.models.layers import MinibatchDiscrimination, MinibatchStdDev, apply_spectral_norm
@@ -118,7 +119,7 @@ def check_square_image(model: str, shape: tuple[int, ...], valid: tuple[int, ...
 
 def require_labels(what: str, num_classes: int, fix: str) -> int:
     """Return ``num_classes`` or raise ConfigError: a conditional model needs a labelled dataset."""
-    if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 1:
+    if not is_int(num_classes) or num_classes < 1:
         raise ConfigError(
             f"{what} needs a labelled dataset (digits, mnist, ...), but this dataset has "
             f"num_classes={num_classes!r}; {fix}."

@@ -16,6 +16,7 @@ from collections.abc import Callable
 import torch
 from torch import Tensor, nn
 
+from gan_cli.config import is_int
 from gan_cli.errors import ConfigError
 from gan_cli.models.base import require_positive_int
 
@@ -118,7 +119,7 @@ class UNetGenerator(nn.Module):
             )
         max_depth = int(math.log2(resolution))
         depth = max_depth if depth is None else depth
-        if isinstance(depth, bool) or not isinstance(depth, int) or not 1 <= depth <= max_depth:
+        if not is_int(depth) or not 1 <= depth <= max_depth:
             raise ConfigError(
                 f"model.depth is {depth!r}, but at dataset.resolution={resolution} the U-Net can "
                 f"downsample 1 to {max_depth} times; use one of those or model.depth=null (down to 1x1)."
