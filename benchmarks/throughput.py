@@ -28,7 +28,7 @@ sys.path.insert(0, str(REPO))
 
 from benchmarks.step_time import plain_loop_ms  # noqa: E402
 from gan_cli.data.embedded import fake  # noqa: E402
-from gan_cli.engine.setup import peak_memory_gb  # noqa: E402
+from gan_cli.engine.backends import peak_memory_gb  # noqa: E402
 from gan_cli.engine.trainer import train  # noqa: E402
 from tests.conftest import compose_cfg  # noqa: E402
 

@@ -27,9 +27,9 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from gan_cli.build import build  # noqa: E402
-from gan_cli.games.translation import rows_picture  # noqa: E402
+from gan_cli.games.image_translation import rows_picture  # noqa: E402
 from gan_cli.metrics.evaluate import EvalSettings  # noqa: E402
-from gan_cli.metrics.translation import TranslationEvaluator  # noqa: E402
+from gan_cli.metrics.translation_quality import TranslationEvaluator  # noqa: E402
 from tests.conftest import compose_cfg  # noqa: E402
 
 GAN = str(Path(sys.executable).parent / "gan")

@@ -20,7 +20,7 @@ from gan_cli.data.translation_folders import load_user_images, save_user_images
 from gan_cli.build import build
 from gan_cli.engine.restore import Restored
 from gan_cli.errors import ConfigError
-from gan_cli.games.translation import translator, rows_picture
+from gan_cli.games.image_translation import translator, rows_picture
 from gan_cli.hydra_app import ensure_parent, folder_problem, write_error
 from gan_cli.logging.console import console
 

@@ -19,7 +19,7 @@ TINY = ["model=biggan", "model.g_width=4", "model.d_width=4", "model.latent_dim=
         "dataset=digits", "dataset.resolution=16", "trainer.threads=1"]
 
 
-def tiny(resolution: int = 16, **kw) -> biggan.GanModels:
+def tiny(resolution: int = 16, **kw) -> biggan.Networks:
     torch.manual_seed(0)
     options = {"latent_dim": 12, "shared_dim": 8, "g_width": 4, "d_width": 4, **kw}
     return biggan.build((1, resolution, resolution), 10, **options)

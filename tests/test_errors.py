@@ -18,7 +18,7 @@ from hydra import compose, initialize_config_dir
 from gan_cli import eval as eval_app
 from gan_cli import sample as sample_app
 from gan_cli.config import config_dir, validate_trainer
-from gan_cli.engine.setup import make_optimizer
+from gan_cli.engine.optimizers import make_optimizer
 from gan_cli.errors import ConfigError
 from gan_cli.hydra_app import folder_problem
 from tests.conftest import FAST, TINY_DCGAN, compose_cfg, run_gan

@@ -10,7 +10,7 @@ from gan_cli.checkpoint import load_checkpoint
 from gan_cli.engine.precision import Precision
 from gan_cli.engine.restore import load_generator
 from gan_cli.games.base import generate
-from gan_cli.engine.setup import make_optimizers
+from gan_cli.engine.optimizers import make_optimizers
 from gan_cli.engine.trainer import train
 from gan_cli.engine.updates import Updates
 from gan_cli.errors import ConfigError

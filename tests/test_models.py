@@ -12,7 +12,7 @@ from torch import nn
 from benchmarks.dcgan_plain import networks as reference_dcgan  # pytorch/examples, layer by layer
 from gan_cli.errors import ConfigError
 from gan_cli.models import dcgan, mlp
-from gan_cli.models.base import GanModels
+from gan_cli.models.base import Networks
 
 CONFIG_DIR = Path(__file__).resolve().parents[1] / "configs" / "model"
 IMAGE_SHAPES = [(1, 16, 16), (1, 32, 32), (3, 64, 64)]
@@ -27,7 +27,7 @@ def small_dcgan(shape):
     return dcgan.build(shape=shape, latent_dim=16, g_width=8, d_width=8)
 
 
-def check_pair(models: GanModels, shape, *, tanh: bool) -> None:
+def check_pair(models: Networks, shape, *, tanh: bool) -> None:
     g, d = models.generator, models.discriminator
     assert g.latent_dim == models.latent_dim
     z = torch.randn(BATCH, models.latent_dim)
@@ -134,7 +134,7 @@ def test_bad_hyperparameter_names_key(builder, key, value):
 def test_yaml_instantiates(name, shape):
     cfg = OmegaConf.load(CONFIG_DIR / f"{name}.yaml")
     models = hydra.utils.instantiate(cfg, shape=shape, num_classes=0)
-    assert isinstance(models, GanModels)
+    assert isinstance(models, Networks)
     expected_latent = cfg.latent_dim or (100 if len(shape) == 3 else 2)  # mlp: null = auto
     assert models.latent_dim == expected_latent
     check_pair(models, shape, tanh=len(shape) == 3)

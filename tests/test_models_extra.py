@@ -14,7 +14,7 @@ from torch.nn.utils import parametrize
 from gan_cli.errors import ConfigError
 from gan_cli.games import split_model_config
 from gan_cli.models import cgan, dcgan, mlp, resnet, sagan
-from gan_cli.models.base import GanModels
+from gan_cli.models.base import Networks
 from gan_cli.models.layers import (
     ConditionalBatchNorm2d,
     MinibatchDiscrimination,
@@ -30,7 +30,7 @@ CLASSES = 10
 TINY = {"latent_dim": 8, "g_width": 4, "d_width": 4}
 
 
-def tiny(name: str, shape, num_classes: int = CLASSES, **kw) -> GanModels:
+def tiny(name: str, shape, num_classes: int = CLASSES, **kw) -> Networks:
     if name == "mlp":
         return mlp.build(shape=shape, num_classes=num_classes, latent_dim=8, hidden_dim=16, num_layers=2, **kw)
     builder = {"dcgan": dcgan, "cgan": cgan, "resnet": resnet, "sagan": sagan}[name].build
@@ -327,7 +327,7 @@ def test_every_model_yaml_instantiates(path):
     shapes = [(1, 16, 16)] + ([(2,)] if path.stem in ("mlp", "cgan") else [])
     for shape in shapes:
         models = hydra.utils.instantiate(builder_config(path)[0], shape=shape, num_classes=CLASSES)
-        assert isinstance(models, GanModels)
+        assert isinstance(models, Networks)
         fake = models.generator(torch.randn(BATCH, models.latent_dim), labels())
         assert fake.shape == (BATCH, *shape)
         assert models.discriminator(fake, labels()).shape == (BATCH,)

@@ -11,7 +11,8 @@ import torch.nn.functional as F
 
 from gan_cli.engine.cuda_autocast import cuda_autocast_on_cpu
 from gan_cli.engine.device import claimed_gpu
-from gan_cli.engine.setup import backend_state, configure_backends, restore_backends, takes_fused
+from gan_cli.engine.backends import backend_state, configure_backends, restore_backends
+from gan_cli.engine.optimizers import takes_fused
 from gan_cli.engine.trainer import Trainer, train
 from tests.conftest import FAST, compose_cfg, run_gan
 from tests.host_syncs import HostSyncs

@@ -11,7 +11,7 @@ from omegaconf import OmegaConf
 from torch import nn
 
 from gan_cli.engine.augment import annealed_std, diff_augment, instance_noise
-from gan_cli.engine.setup import make_penalty
+from gan_cli.engine.optimizers import make_penalty
 from gan_cli.errors import ConfigError
 from gan_cli.losses import Minimax, NonSaturating
 from gan_cli.losses.penalties import DRAGAN, R1, R2, GradientPenalty

@@ -1,4 +1,4 @@
-"""Translation metrics (gan_cli.metrics.translation) and `gan sample` / `gan eval` on translation runs."""
+"""Translation metrics (gan_cli.metrics.translation_quality) and `gan sample` / `gan eval` on translation runs."""
 import json
 
 import numpy as np
@@ -17,7 +17,7 @@ from gan_cli.build import build
 from gan_cli.engine.trainer import train
 from gan_cli.errors import ConfigError
 from gan_cli.metrics.evaluate import EvalSettings, lower_is_better
-from gan_cli.metrics.translation import TranslationEvaluator, pixel_metrics
+from gan_cli.metrics.translation_quality import TranslationEvaluator, pixel_metrics
 from tests.conftest import compose_cfg, run_gan
 
 CPU = torch.device("cpu")

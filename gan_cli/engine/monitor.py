@@ -13,7 +13,7 @@ from gan_cli.doctor import diversity_ratio
 from gan_cli.engine.checkpointer import Checkpointer, Progress, RunState
 from gan_cli.engine.distributed import World
 from gan_cli.engine.finite import nonfinite
-from gan_cli.engine.setup import peak_memory_gb
+from gan_cli.engine.backends import peak_memory_gb
 from gan_cli.errors import TrainingDiverged
 from gan_cli.logging import console as ui
 

@@ -10,7 +10,7 @@ from torch import nn
 from gan_cli.build import build
 from gan_cli.errors import ConfigError
 from gan_cli.games import game_class, split_model_config
-from gan_cli.models.base import GanModels
+from gan_cli.models.base import Networks
 
 KIND_WORDS = {"image": "single images (no input -> target pairs)", "points": "2D points",
               "paired": "paired images (input, target)", "unpaired": "two unpaired image domains"}
@@ -24,7 +24,9 @@ MODELS_FOR = {"paired": "model=pix2pix", "unpaired": "model=cyclegan"}  # transl
 
 
 @dataclass
-class Models:
+class ModelFile:
+    """What a model file builds: its game and the networks it plays with."""
+
     game: type  # the Game subclass
     networks: dict[str, nn.Module]
     latent_dim: int  # 0 for games without noise input
@@ -32,7 +34,7 @@ class Models:
 
 
 def build_models(model: DictConfig, kind: str, shape: tuple[int, ...], num_classes: int,
-                 input_shape: tuple[int, ...] | None = None, dataset: str = "") -> Models:
+                 input_shape: tuple[int, ...] | None = None, dataset: str = "") -> ModelFile:
     """Build the networks the model file describes, for data of `kind` and `shape`; check the game plays on it."""
     node, game_name, options = split_model_config(model)
     game = game_class(game_name)
@@ -44,10 +46,8 @@ def build_models(model: DictConfig, kind: str, shape: tuple[int, ...], num_class
             f"{dataset or '?'} gives {KIND_WORDS.get(kind, kind)}{hint}. Use one of these datasets: "
             f"{', '.join(DATASETS_FOR[k] for k in game.data_kinds)}.")
     extra = {"input_shape": tuple(input_shape)} if input_shape is not None else {}
-    built = build("model", node, shape=tuple(shape), num_classes=num_classes, **extra)
-    if isinstance(built, GanModels):
-        return Models(game, {"G": built.generator, "D": built.discriminator}, built.latent_dim, options)
-    return Models(game, dict(built), 0, options)
+    built: Networks = build("model", node, shape=tuple(shape), num_classes=num_classes, **extra)
+    return ModelFile(game, built.networks, built.latent_dim, options)
 
 
 def model_name(node: DictConfig) -> str:

@@ -39,8 +39,9 @@ from gan_cli.engine.precision import Precision
 from gan_cli.engine.report import summary_rows
 from gan_cli.engine.run_lock import RunLock, is_main_process
 from gan_cli.engine.schedules import lr_schedulers
-from gan_cli.engine.setup import backend_state, configure_backends, configure_threads, make_optimizers, make_penalty, \
-    restore_backends, sync_debug
+from gan_cli.engine.backends import backend_state, configure_backends, configure_threads, restore_backends, \
+    sync_debug
+from gan_cli.engine.optimizers import make_optimizers, make_penalty
 from gan_cli.engine.updates import Updates
 from gan_cli.errors import TrainingDiverged
 from gan_cli.games.base import RunNetworks, Settings, Setup, check_supported

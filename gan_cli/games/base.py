@@ -69,7 +69,7 @@ class Phase:
 class OptimizerSpec:
     """An optimizer over `networks`, built from `optimizer.<settings>` (generator | discriminator).
     `lazy_every` k > 1: it also steps a lazy regulariser every k iterations, and its lr and betas
-    are adjusted for the extra steps (gan_cli.engine.setup.lazy_adjusted)."""
+    are adjusted for the extra steps (gan_cli.engine.optimizers.lazy_adjusted)."""
 
     settings: str
     networks: tuple[str, ...]

@@ -16,7 +16,7 @@ from gan_cli.config import is_int, is_number
 from gan_cli.errors import ConfigError
 from gan_cli.games.base import OptimizerSpec, Phase, eval_mode
 from gan_cli.games.image_pool import ImagePool
-from gan_cli.games.translation import Translation, rows_picture
+from gan_cli.games.image_translation import Translation, rows_picture
 
 
 class CycleGAN(Translation):

@@ -13,7 +13,7 @@ from torch import Tensor
 from gan_cli.config import is_number
 from gan_cli.errors import ConfigError
 from gan_cli.games.base import Phase, eval_mode
-from gan_cli.games.translation import Translation, rows_picture
+from gan_cli.games.image_translation import Translation, rows_picture
 
 
 class Pix2Pix(Translation):

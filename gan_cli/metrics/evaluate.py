@@ -47,7 +47,7 @@ def embed(extractor, x: Tensor, batch_size: int, device: torch.device) -> tuple[
 
 def lower_is_better(name: str) -> bool:
     """Whether smaller is better for metric `name`; else higher (is, psnr, ssim, class_accuracy, precision...)."""
-    translation = ("l1", "cycle_l1", "cycle_l1_b")  # pixel errors of gan_cli.metrics.translation
+    translation = ("l1", "cycle_l1", "cycle_l1_b")  # pixel errors of gan_cli.metrics.translation_quality
     return name.split("_digits")[0] in _LOWER_IS_BETTER + translation or name.startswith(("fd_", "kid_"))
 
 

@@ -22,7 +22,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from gan_cli.errors import ConfigError
-from gan_cli.models.base import GanModels, require_positive_int
+from gan_cli.models.base import Networks, require_positive_int
 from gan_cli.models.cgan import check_y
 from gan_cli.models.layers import SelfAttention
 from gan_cli.models.options import check_options, check_square_image, finish, require_labels
@@ -160,7 +160,7 @@ def build(
     d_width: int = 64,
     attn_resolution: int | None = None,
     spectral_norm: str = "both",
-) -> GanModels:
+) -> Networks:
     """Build the BigGAN pair for square images of side 16 .. 256 (powers of two) and a labelled dataset.
 
     ``attn_resolution``: None = res/2 (the paper's 64 at 128 px), 0 = no self-attention, else 8 .. res/2.
@@ -184,4 +184,4 @@ def build(
     check_options("biggan", spectral_norm, "none", 1, conditional=True)
     generator = BigGANGenerator(latent_dim, channels, resolution, g_width, classes, shared_dim, attn)
     discriminator = BigGANDiscriminator(channels, resolution, d_width, classes, attn)
-    return finish(GanModels(generator, discriminator, latent_dim), spectral_norm)
+    return finish(Networks.pair(generator, discriminator, latent_dim), spectral_norm)

@@ -16,7 +16,7 @@ import torch
 from torch import Tensor, nn
 
 from gan_cli.errors import ConfigError
-from gan_cli.models.base import GanModels, require_positive_int
+from gan_cli.models.base import Networks, require_positive_int
 from gan_cli.models.dcgan import (
     VALID_RESOLUTIONS,
     DCGANDiscriminator,
@@ -116,7 +116,7 @@ def build(
     spectral_norm: str = "none",
     minibatch: str = "none",
     pack: int = 1,
-) -> GanModels:
+) -> Networks:
     """Build the conditional pair for ``(C, H, W)`` images (side 16..128) or ``(2,)`` points.
 
     Images use the DCGAN layers (``g_width``, ``d_width``); points use MLPs with
@@ -156,4 +156,4 @@ def build(
     else:
         trunk, head, width = split_last(d_inner.main)
         disc = ProjectionDiscriminator(trunk, head, width, num_classes)
-    return finish(GanModels(generator, disc, latent_dim), spectral_norm, pack)
+    return finish(Networks.pair(generator, disc, latent_dim), spectral_norm, pack)

@@ -9,7 +9,7 @@ from __future__ import annotations
 from torch import Tensor, nn
 
 from gan_cli.errors import ConfigError
-from gan_cli.models.base import require_positive_int
+from gan_cli.models.base import Networks, require_positive_int
 from gan_cli.models.translation import PatchDiscriminator, check_d_layers, check_pair, init_weights, norm_layer
 
 
@@ -73,7 +73,7 @@ def build(
     blocks: int | None = None,
     norm: str = "instance",
     d_layers: int = 3,
-) -> dict[str, nn.Module]:
+) -> Networks:
     """CycleGAN networks between domain A (``input_shape``, default ``shape``) and B (``shape``).
 
     ``G_ab``: A -> B and ``G_ba``: B -> A ResNet generators; ``D_a`` / ``D_b``: PatchGANs on
@@ -91,4 +91,4 @@ def build(
     nets["D_b"] = PatchDiscriminator(channels_b, d_width, d_layers, norm)
     for net in nets.values():
         net.apply(init_weights)
-    return nets
+    return Networks(nets)

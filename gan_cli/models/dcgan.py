@@ -11,7 +11,7 @@ import math
 
 from torch import Tensor, nn
 
-from gan_cli.models.base import GanModels, require_positive_int
+from gan_cli.models.base import Networks, require_positive_int
 from gan_cli.models.options import check_options, check_square_image, finish, minibatch_layer
 
 VALID_RESOLUTIONS = (16, 32, 64, 128)
@@ -99,7 +99,7 @@ def build(
     spectral_norm: str = "none",
     minibatch: str = "none",
     pack: int = 1,
-) -> GanModels:
+) -> Networks:
     """Build the DCGAN pair for square images; ``num_classes`` is unused for now.
 
     ``spectral_norm``, ``minibatch`` and ``pack`` are the D options of
@@ -114,4 +114,4 @@ def build(
     discriminator = DCGANDiscriminator(channels * pack, resolution, d_width, minibatch)
     generator.apply(init_dcgan_weights)
     discriminator.apply(init_dcgan_weights)
-    return finish(GanModels(generator, discriminator, latent_dim), spectral_norm, pack)
+    return finish(Networks.pair(generator, discriminator, latent_dim), spectral_norm, pack)

@@ -11,7 +11,7 @@ from torch import Tensor, nn
 
 from gan_cli.config import is_number
 from gan_cli.errors import ConfigError
-from gan_cli.models.base import GanModels, require_positive_int
+from gan_cli.models.base import Networks, require_positive_int
 from gan_cli.models.options import check_options, finish, minibatch_layer, packed_shape
 
 # Defaults for ``None`` (auto), by data kind. The points values come from 2000-step runs on
@@ -99,7 +99,7 @@ def build(
     spectral_norm: str = "none",
     minibatch: str = "none",
     pack: int = 1,
-) -> GanModels:
+) -> Networks:
     """Build the MLP pair for ``shape``: ``(C, H, W)`` images or ``(2,)`` points.
 
     ``None`` picks the value for the data kind from :data:`AUTO`: images get z of 100,
@@ -132,4 +132,4 @@ def build(
     discriminator = MLPDiscriminator(
         packed_shape(shape, pack), hidden_dim, num_layers, float(dropout), minibatch
     )
-    return finish(GanModels(generator, discriminator, latent_dim), spectral_norm, pack)
+    return finish(Networks.pair(generator, discriminator, latent_dim), spectral_norm, pack)

@@ -10,7 +10,7 @@ from torch import Tensor, nn
 
 from gan_cli.config import is_int
 from gan_cli.errors import ConfigError
-from gan_cli.models.base import GanModels, require_positive_int
+from gan_cli.models.base import Networks, require_positive_int
 from gan_cli.models.layers import MinibatchDiscrimination, MinibatchStdDev, apply_spectral_norm
 
 SPECTRAL_NORM = ("none", "d", "both")
@@ -86,7 +86,7 @@ class Packed(nn.Module):
         return f"pack={self.pack}"
 
 
-def finish(models: GanModels, spectral_norm: str = "none", pack: int = 1) -> GanModels:
+def finish(models: Networks, spectral_norm: str = "none", pack: int = 1) -> Networks:
     """Apply spectral norm (``d``: D only, ``both``: G and D) and wrap D in :class:`Packed`.
 
     D must already be built for :func:`packed_shape`. With the defaults nothing changes.

@@ -14,14 +14,13 @@ the EMA copy of G and ``gan sample`` all know the progress. The progan game
 """
 from __future__ import annotations
 
-import math
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from gan_cli.errors import ConfigError
-from gan_cli.models.base import GanModels, require_positive_int
+from gan_cli.models.base import Networks, require_positive_int
 from gan_cli.models.equalized import LRELU_GAIN, EqualConv2d, EqualLinear, PixelNorm
 from gan_cli.models.layers import MinibatchStdDev
 
@@ -154,7 +153,7 @@ class ProGANDiscriminator(Progress):
 
 
 def build(shape: tuple[int, ...], num_classes: int = 0, latent_dim: int = 128, g_width: int = 16,
-          d_width: int = 16, max_channels: int = 128, mbstd_group: int = 4) -> GanModels:
+          d_width: int = 16, max_channels: int = 128, mbstd_group: int = 4) -> Networks:
     """The ProGAN pair for square images whose side is a power of two >= 8 (unconditional: labels are ignored)."""
     shape = tuple(int(s) for s in shape)
     if len(shape) != 3 or shape[1] != shape[2]:
@@ -167,5 +166,5 @@ def build(shape: tuple[int, ...], num_classes: int = 0, latent_dim: int = 128, g
     for key, value in (("latent_dim", latent_dim), ("g_width", g_width), ("d_width", d_width),
                        ("max_channels", max_channels), ("mbstd_group", mbstd_group)):
         require_positive_int(key, value)
-    return GanModels(ProGANGenerator(latent_dim, channels, resolution, g_width, max_channels),
+    return Networks.pair(ProGANGenerator(latent_dim, channels, resolution, g_width, max_channels),
                      ProGANDiscriminator(channels, resolution, d_width, max_channels, mbstd_group), latent_dim)

@@ -21,7 +21,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from gan_cli.errors import ConfigError
-from gan_cli.models.base import GanModels, require_positive_int
+from gan_cli.models.base import Networks, require_positive_int
 from gan_cli.models.layers import ConditionalBatchNorm2d, SelfAttention
 from gan_cli.models.options import check_options, check_square_image, finish, minibatch_layer, require_labels
 
@@ -202,7 +202,7 @@ def build(
     spectral_norm: str = "d",
     minibatch: str = "none",
     pack: int = 1,
-) -> GanModels:
+) -> Networks:
     """Build the SNGAN ResNet pair for square images of side 16, 32, 64 or 128.
 
     ``conditional=True`` (needs labels) gives conditional BN in G and a projection D.
@@ -217,4 +217,4 @@ def build(
     check_options("resnet", spectral_norm, minibatch, pack, conditional=bool(classes))
     generator = ResNetGenerator(latent_dim, channels, resolution, g_width, classes)
     discriminator = ResNetDiscriminator(channels * pack, resolution, d_width, classes, minibatch=minibatch)
-    return finish(GanModels(generator, discriminator, latent_dim), spectral_norm, pack)
+    return finish(Networks.pair(generator, discriminator, latent_dim), spectral_norm, pack)

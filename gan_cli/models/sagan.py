@@ -13,7 +13,7 @@ from __future__ import annotations
 from torch import nn
 
 from gan_cli.errors import ConfigError
-from gan_cli.models.base import GanModels, require_positive_int
+from gan_cli.models.base import Networks, require_positive_int
 from gan_cli.models.dcgan import DCGANDiscriminator, DCGANGenerator, init_dcgan_weights
 from gan_cli.models.layers import SelfAttention
 from gan_cli.models.options import check_options, check_square_image, finish
@@ -60,7 +60,7 @@ def build(
     spectral_norm: str = "both",
     minibatch: str = "none",
     pack: int = 1,
-) -> GanModels:
+) -> Networks:
     """Build the SAGAN pair for square images of side 16, 32, 64 or 128.
 
     ``attn_resolution`` ``None`` = ``min(32, res / 2)`` (32 for 64x64 images). ``conditional``
@@ -98,4 +98,4 @@ def build(
         discriminator.apply(init_dcgan_weights)
         generator.main = insert_attention(generator.main, resolution, attn)
         discriminator.main = insert_attention(discriminator.main, resolution, attn)
-    return finish(GanModels(generator, discriminator, latent_dim), spectral_norm, pack)
+    return finish(Networks.pair(generator, discriminator, latent_dim), spectral_norm, pack)

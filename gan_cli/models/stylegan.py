@@ -20,7 +20,7 @@ from torch import Tensor, nn
 
 from gan_cli.config import check_range
 from gan_cli.errors import ConfigError
-from gan_cli.models.base import GanModels, require_positive_int
+from gan_cli.models.base import Networks, require_positive_int
 from gan_cli.models.equalized import LRELU_GAIN, EqualConv2d, EqualLinear, PixelNorm
 from gan_cli.models.layers import MinibatchStdDev
 
@@ -205,7 +205,7 @@ class StyleGAN2Discriminator(nn.Module):
 def build(shape: tuple[int, ...], num_classes: int = 0, latent_dim: int = 128, w_dim: int = 128,
           mapping_layers: int = 2, mapping_lr_mul: float = 0.01, g_width: int = 32, d_width: int = 32,
           max_channels: int = 256, mixing_prob: float = 0.9, w_avg_beta: float = 0.995,
-          mbstd_group: int = 4) -> GanModels:
+          mbstd_group: int = 4) -> Networks:
     """StyleGAN2 G and D for square images whose side is a power of two from 8 up; unconditional."""
     if len(shape) != 3:
         raise ConfigError(f"model=stylegan needs (C, H, W) images, but the dataset gives shape {tuple(shape)}; "
@@ -224,4 +224,4 @@ def build(shape: tuple[int, ...], num_classes: int = 0, latent_dim: int = 128, w
     generator = StyleGAN2Generator(latent_dim, w_dim, channels, height, widths(g_width, max_channels, height),
                                    mapping_layers, mapping_lr_mul, mixing_prob, w_avg_beta)
     discriminator = StyleGAN2Discriminator(channels, height, widths(d_width, max_channels, height), mbstd_group)
-    return GanModels(generator, discriminator, latent_dim)
+    return Networks.pair(generator, discriminator, latent_dim)

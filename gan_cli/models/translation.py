@@ -18,7 +18,7 @@ from torch import Tensor, nn
 
 from gan_cli.config import is_int
 from gan_cli.errors import ConfigError
-from gan_cli.models.base import require_positive_int
+from gan_cli.models.base import Networks, require_positive_int
 
 DATASETS = {  # suggested when a translation model gets the wrong data
     "pix2pix": "digits_edges, digits_inpaint or paired_folder (paired input and target images)",
@@ -197,7 +197,7 @@ def build(
     dropout: float = 0.5,
     norm: str = "batch",
     d_layers: int = 3,
-) -> dict[str, nn.Module]:
+) -> Networks:
     """Pix2Pix networks for input images ``input_shape`` (default ``shape``) -> targets ``shape``.
 
     ``G``: U-Net ``(B, C_a, R, R) -> (B, C_b, R, R)``. ``D``: PatchGAN on the input and the
@@ -212,4 +212,4 @@ def build(
     nets = {"G": generator, "D": PatchDiscriminator(in_channels + out_channels, d_width, d_layers, norm)}
     for net in nets.values():
         net.apply(init_weights)
-    return nets
+    return Networks(nets)

@@ -43,7 +43,7 @@ class Translation(Game):
 
     @classmethod
     def evaluator(cls, dataset_cfg, data, settings, device, latent_dim):
-        from gan_cli.metrics.translation import TranslationEvaluator
+        from gan_cli.metrics.translation_quality import TranslationEvaluator
 
         evaluate = TranslationEvaluator(dataset_cfg, data, settings, device)
 
