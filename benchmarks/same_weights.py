@@ -75,6 +75,19 @@ def fingerprint(state: dict) -> str:
     return digest.hexdigest()
 
 
+def machine() -> str:
+    """The CPU and torch the reference was recorded with: oneDNN's blocking can follow the cache sizes, so
+    another CPU model may round differently even with the same kernels."""
+    import platform
+
+    import torch
+
+    model = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                  if line.startswith("model name")), platform.processor()) if Path("/proc/cpuinfo").exists() \
+        else platform.processor()
+    return f"{model}; torch {torch.__version__}"
+
+
 def run_cases(names: list[str]) -> dict[str, str]:
     import torch
     from hydra import compose, initialize_config_dir
@@ -107,7 +120,8 @@ def main() -> int:
     hashes = run_cases(names)
     if args.record:
         stored = json.loads(REFERENCE.read_text()) if REFERENCE.exists() else {}
-        REFERENCE.write_text(json.dumps({**stored, **hashes}, indent=1, sort_keys=True) + "\n")
+        stored.update(hashes, recorded_on=machine())
+        REFERENCE.write_text(json.dumps(stored, indent=1, sort_keys=True) + "\n")
         print(f"recorded {len(hashes)} case(s) in {REFERENCE}")
         return 0
     reference = json.loads(REFERENCE.read_text())
