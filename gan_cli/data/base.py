@@ -35,7 +35,8 @@ class GanData:
     tensors in [-1, 1]: ``(C, H, W)`` for images, ``(2,)`` for points; ``y`` is an int64 class
     label, or -1 for unlabelled data. ``shape`` is the shape of ``x`` (or ``b``: what a
     generator outputs); ``input_shape`` that of ``a``; ``test`` the held-out split of a
-    translation dataset.
+    translation dataset; ``fingerprint`` a digest of the data's content (metric caches are keyed by it;
+    empty where none is known).
     A ``TensorDataset`` (all items in memory) lets the trainer sample batches by indexing,
     with no DataLoader; anything else is streamed through a DataLoader.
     """
@@ -47,6 +48,7 @@ class GanData:
     name: str = ""
     input_shape: tuple[int, ...] | None = None
     test: TranslationTest | None = None
+    fingerprint: str = ""
 
     @property
     def translation(self) -> bool:
