@@ -110,7 +110,7 @@ def run_one(dataset: str, overrides: list[str], seed: int, run_dir: Path, device
     findings = [f"{f.symptom}@{f.step}" for f in trainer.doctor.summary()]
     dev = torch.device("cpu")
     restored = load_generator(run_dir, dev, ema=True)
-    samples = generate(restored.generator, NUM_SAMPLES, restored.latent_dim, dev, seed=seed)  # (N, 2)
+    samples = generate(restored.generator, NUM_SAMPLES, dev, seed=seed)  # (N, 2)
     centres, std = modes(dataset)
     stats = mode_stats(samples, centres, std)
     total_s = time.perf_counter() - start

@@ -44,19 +44,27 @@ class DoctorConfig:
 
 
 @dataclass
-class TrainEvalConfig:
-    """trainer.eval.*: metrics during training."""
+class EvalOptions:
+    """What an evaluation computes and from how many samples: the keys `gan eval` (configs/eval.yaml, where
+    each is explained) and `trainer.eval.*` share."""
 
     metrics: list[str] = field(default_factory=lambda: ["auto"])
-    num_fake: int = 2000
-    num_real: int = 10000
+    num_fake: int = 10_000
+    num_real: int = 10_000
     batch_size: int = 500
     seed: int = 0
-    extractor: str = "auto"
+    extractor: str = "auto"  # auto | digits | inception | raw
     inception_weights: Optional[str] = None
     fetch_weights: bool = False
     kid_subset_size: Optional[int] = None
     cache_dir: str = "outputs/.cache"
+
+
+@dataclass
+class TrainEvalConfig(EvalOptions):
+    """trainer.eval.*: metrics during training, from fewer generated samples."""
+
+    num_fake: int = 2000
     best: Optional[str] = None
 
 

@@ -32,7 +32,7 @@ def main(cfg: DictConfig) -> dict:
     run = load_generator(cfg.ckpt, device, ema=cfg.ema)
     check_supported(next(iter(run.networks.values())), cfg.get("truncation"), run.model_name)
     settings = EvalSettings.from_config(cfg)
-    evaluate = run.game.evaluator(run.config.dataset, None, settings, device, run.latent_dim)
+    evaluate = run.game.evaluator(run.config.dataset, None, settings, device)
     results, protocol = evaluate(run.networks)
     protocol.update({"checkpoint": str(run.checkpoint), "step": run.step,
                      "generator": "ema" if run.used_ema else "live", "device": str(device),

@@ -127,7 +127,7 @@ def sample(cfg: DictConfig) -> None:
     else:
         z, nrow = latents(cfg, run.latent_dim, psi if truncation_kind(G) == "z" else None)
         labels = labels_for(cfg, run, len(z))
-        samples = generate(G, len(z), run.latent_dim, device, cfg.batch_size, cfg.seed, labels, z, psi)
+        samples = generate(G, len(z), device, cfg.batch_size, cfg.seed, labels, z, psi)
     out = Path(cfg.out) if cfg.out else run.run_dir / "samples" / f"sample_{cfg.mode}_seed{cfg.seed}.png"
     write(samples, labels, run, out, nrow)
     console.print(f"wrote {len(samples)} samples {tuple(samples.shape[1:])} from step {run.step} "

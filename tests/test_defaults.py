@@ -5,6 +5,7 @@ import yaml
 from omegaconf import OmegaConf
 
 from gan_cli.config import TrainerConfig, config_dir
+from gan_cli.metrics.evaluate import EvalSettings
 
 
 def differences(yaml_node: dict, schema_node: dict, prefix: str = "trainer.") -> list[str]:
@@ -27,3 +28,9 @@ def test_trainer_yaml_and_schema_give_the_same_defaults():
 def test_the_differences_are_found():
     assert differences({"a": 1, "b": {"c": 2}}, {"a": 1, "b": {"c": 3}, "d": 0}) == [
         "trainer.b.c: YAML 2, schema 3", "trainer.d is only in the schema"]
+
+
+def test_eval_yaml_and_the_evaluation_settings_give_the_same_defaults():
+    written = yaml.safe_load((Path(config_dir()) / "eval.yaml").read_text())
+    schema = OmegaConf.to_container(OmegaConf.structured(EvalSettings))
+    assert differences({k: written[k] for k in schema if k in written}, schema, "eval.") == []

@@ -79,9 +79,9 @@ def test_a_version_1_checkpoint_samples_and_evaluates(tmp_path):
     assert set(state["networks"]) == {"G", "D"} and set(state["fixed"]) == {"z", "y"} and state["game"] == "adversarial"
     run = load_generator(V1, torch.device("cpu"))
     assert run.used_ema and run.game is Adversarial and run.latent_dim == 16
-    assert generate(run.generator, 5, run.latent_dim, torch.device("cpu")).shape == (5, 1, 16, 16)
+    assert generate(run.generator, 5, torch.device("cpu")).shape == (5, 1, 16, 16)
     settings = EvalSettings(metrics=["fd"], num_fake=50, num_real=100, batch_size=50, cache_dir=str(tmp_path))
-    results, _ = run.game.evaluator(run.config.dataset, None, settings, torch.device("cpu"), run.latent_dim)(run.networks)
+    results, _ = run.game.evaluator(run.config.dataset, None, settings, torch.device("cpu"))(run.networks)
     assert results["fd_digits"] > 0
 
 

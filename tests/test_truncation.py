@@ -53,6 +53,8 @@ def test_psi_zero_gives_the_mean_z():
 
 
 class NoTrick(nn.Module):
+    latent_dim = 4
+
     def forward(self, z, y=None):
         return z
 
@@ -65,6 +67,7 @@ class WTruncated(nn.Module):
     """Records the psi G was asked for; draws from torch's global RNG like StyleGAN's noise inputs."""
 
     truncation = "w"
+    latent_dim = 4
 
     def forward(self, z, y=None, truncation=None):
         self.asked = truncation
@@ -72,13 +75,13 @@ class WTruncated(nn.Module):
 
 
 def test_generate_truncates_z_or_asks_g_and_keeps_the_callers_rng():
-    z = generate(ZTruncated(), 1000, 4, torch.device("cpu"), seed=3, truncation=0.5)
+    z = generate(ZTruncated(), 1000, torch.device("cpu"), seed=3, truncation=0.5)
     assert z.abs().max() <= threshold(0.5) and torch.equal(z, normal((1000, 4), seeded(3), 0.5))
     G = WTruncated()
     state = torch.get_rng_state()
-    a = generate(G, 10, 4, torch.device("cpu"), seed=1, truncation=0.7)
+    a = generate(G, 10, torch.device("cpu"), seed=1, truncation=0.7)
     assert G.asked == 0.7 and torch.equal(torch.get_rng_state(), state)  # sampling leaves the caller's stream
-    assert torch.equal(a, generate(G, 10, 4, torch.device("cpu"), seed=1, truncation=0.7))  # repeatable
+    assert torch.equal(a, generate(G, 10, torch.device("cpu"), seed=1, truncation=0.7))  # repeatable
 
 
 @pytest.mark.parametrize("value", [0, 1.5, -0.5, "high", True])

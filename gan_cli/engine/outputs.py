@@ -24,9 +24,9 @@ log = logging.getLogger(__name__)
 
 class Outputs:
     def __init__(self, cfg: DictConfig, run: RunState, progress: Progress, logger: Any, *, world: World,
-                 device: torch.device, run_dir: Path, latent_dim: int):
+                 device: torch.device, run_dir: Path):
         self.cfg, self.t, self.run, self.progress, self.logger = cfg, cfg.trainer, run, progress, logger
-        self.world, self.device, self.run_dir, self.latent_dim = world, device, run_dir, latent_dim
+        self.world, self.device, self.run_dir = world, device, run_dir
         self._evaluator = None
 
     def output_networks(self) -> dict[str, nn.Module]:
@@ -52,8 +52,7 @@ class Outputs:
         p, settings = self.progress, EvalSettings.from_config(self.t.eval)
         with own_rng(self.device):
             if self._evaluator is None:  # may train the digits classifier once: keep the training RNG intact
-                self._evaluator = self.run.game.evaluator(self.cfg.dataset, self.run.data, settings, self.device,
-                                                          self.latent_dim)
+                self._evaluator = self.run.game.evaluator(self.cfg.dataset, self.run.data, settings, self.device)
             with full_fp32():  # metrics in true fp32, whatever TF32 setting training uses
                 p.eval_results, _ = self._evaluator(self.output_networks())
         self.logger.scalars(p.step, {f"metrics/{k}": v for k, v in p.eval_results.items()})

@@ -110,7 +110,7 @@ class Trainer:
         self.logger = RunLogger(self.run_dir, tag_help(self.loss.probabilities), self.progress.step) \
             if self.world.main else NullLogger()
         self.outputs = Outputs(cfg, state, self.progress, self.logger, world=self.world, device=self.device,
-                               run_dir=self.run_dir, latent_dim=models.latent_dim)
+                               run_dir=self.run_dir)
         count = min(len(data), t.batch_size, 256)  # the doctor's diversity reference: one batch of reals
         self.monitor = Monitor(state, self.progress, self.checkpointer, self.logger, world=self.world,
                                batch_size=t.batch_size, nan_policy=t.nan_policy,

@@ -158,7 +158,7 @@ class Adversarial(Game):
             return networks["G"](z, labels if self.conditional else None)
 
     @classmethod
-    def evaluator(cls, dataset_cfg, data, settings, device, latent_dim):
+    def evaluator(cls, dataset_cfg, data, settings, device):
         from gan_cli.metrics.evaluate import Evaluator
 
         evaluate = Evaluator(dataset_cfg, settings, device)
@@ -169,7 +169,7 @@ class Adversarial(Game):
 
             def sample(num: int, seed: int) -> Tensor:  # a conditional G: every class in turn, balanced
                 labels = torch.arange(num) % classes if classes else None
-                return generate(G, num, latent_dim, device, settings.batch_size, seed, labels, None,
+                return generate(G, num, device, settings.batch_size, seed, labels, None,
                                 settings.truncation)
             with eval_mode(networks):
                 return evaluate(sample)

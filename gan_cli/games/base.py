@@ -179,8 +179,8 @@ class Game:
         raise NotImplementedError
 
     @classmethod
-    def evaluator(cls, dataset_cfg: Any, data: GanData | None, settings: Any, device: torch.device,
-                  latent_dim: int) -> Callable[[dict[str, nn.Module]], tuple[dict[str, float], dict[str, Any]]]:
+    def evaluator(cls, dataset_cfg: Any, data: GanData | None, settings: Any,
+                  device: torch.device) -> Callable[[dict[str, nn.Module]], tuple[dict[str, float], dict[str, Any]]]:
         """A function of the output networks -> (metrics, protocol), for evaluation in training and `gan eval`."""
         raise NotImplementedError
 
@@ -203,7 +203,7 @@ def seeded(seed: int, device: torch.device):
 
 
 @torch.no_grad()
-def generate(G: nn.Module, num: int, latent_dim: int, device: torch.device, batch_size: int = 256,
+def generate(G: nn.Module, num: int, device: torch.device, batch_size: int = 256,
              seed: int = 0, labels: Tensor | None = None, z: Tensor | None = None,
              truncation: float | None = None) -> Tensor:
     """`num` samples from G in batches, on the CPU: (num, *shape). Repeatable for a seed: z comes from it, and
@@ -211,7 +211,7 @@ def generate(G: nn.Module, num: int, latent_dim: int, device: torch.device, batc
     `truncation`: psi of the truncation trick, done as G's kind does it (gan_cli.truncation)."""
     kind = truncation_kind(G) if truncation is not None else None
     if z is None:
-        z = normal((num, latent_dim), torch.Generator().manual_seed(seed), truncation if kind == "z" else None)
+        z = normal((num, G.latent_dim), torch.Generator().manual_seed(seed), truncation if kind == "z" else None)
     extra = {"truncation": truncation} if kind == "w" else {}
     out = []
     with seeded(seed, device):

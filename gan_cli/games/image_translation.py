@@ -42,7 +42,7 @@ class Translation(Game):
             return networks[self.translators["ab"]](a)
 
     @classmethod
-    def evaluator(cls, dataset_cfg, data, settings, device, latent_dim):
+    def evaluator(cls, dataset_cfg, data, settings, device):
         from gan_cli.metrics.translation_quality import TranslationEvaluator
 
         evaluate = TranslationEvaluator(dataset_cfg, data, settings, device)

@@ -19,7 +19,7 @@ from omegaconf import DictConfig, OmegaConf
 from torch import Tensor
 
 from gan_cli import metrics as M
-from gan_cli.config import is_int
+from gan_cli.config import EvalOptions, is_int
 from gan_cli.data.base import GanData
 from gan_cli.data.embedded import MIXTURES, modes
 from gan_cli.build import build
@@ -52,17 +52,9 @@ def lower_is_better(name: str) -> bool:
 
 
 @dataclass
-class EvalSettings:
-    metrics: list[str]
-    num_fake: int = 10_000
-    num_real: int = 10_000
-    batch_size: int = 500
-    seed: int = 0
-    extractor: str = "auto"  # auto | digits | inception | raw
-    inception_weights: str | None = None
-    fetch_weights: bool = False  # download the FID Inception weights when they are missing (opt in)
-    cache_dir: str = "outputs/.cache"
-    kid_subset_size: int | None = None  # None: min(1000, real count, num_fake)
+class EvalSettings(EvalOptions):
+    """What one evaluation is asked for: `gan eval`'s options or trainer.eval.*, plus the truncation psi."""
+
     truncation: float | None = None  # psi of the truncation trick (gan_cli.truncation); None: none
 
     @classmethod
