@@ -98,3 +98,19 @@ def test_dataset_path_errors(folder, tmp_path):
     (tmp_path / "p" / "manifest.json").write_text(json.dumps({**manifest, "format_version": 99}))
     with pytest.raises(DataError, match="format version 99"):
         prepared(str(tmp_path / "p"))
+
+
+def test_train_and_resume_exactly_on_prepared_memmapped(folder, tmp_path):
+    from gan_cli.engine.trainer import train
+    from tests.conftest import FAST, compose_cfg
+    from tests.test_resume import differences
+
+    prepare(cfg(folder, tmp_path / "p", resolution=16))
+    args = [*FAST, "model=dcgan", "model.g_width=8", "model.d_width=8", "model.latent_dim=16", "dataset=prepared",
+            f"dataset.path={tmp_path / 'p'}", "dataset.xflip=true", "trainer.batch_size=4",
+            "trainer.data_in_memory_gb=1e-9", "trainer.ckpt_every=100", "trainer.sample_every=100"]
+    train(compose_cfg(*args, "trainer.max_steps=6"), tmp_path / "full")
+    train(compose_cfg(*args, "trainer.max_steps=3"), tmp_path / "half")
+    train(compose_cfg(*args, "trainer.max_steps=6", f"trainer.resume={tmp_path / 'half'}"), tmp_path / "resumed")
+    full, res = (torch.load(tmp_path / f"{r}/checkpoints/last.pt", weights_only=True) for r in ("full", "resumed"))
+    assert differences(full["networks"], res["networks"]) == []
