@@ -114,3 +114,13 @@ def test_train_and_resume_exactly_on_prepared_memmapped(folder, tmp_path):
     train(compose_cfg(*args, "trainer.max_steps=6", f"trainer.resume={tmp_path / 'half'}"), tmp_path / "resumed")
     full, res = (torch.load(tmp_path / f"{r}/checkpoints/last.pt", weights_only=True) for r in ("full", "resumed"))
     assert differences(full["networks"], res["networks"]) == []
+
+
+def test_cgan_trains_on_prepared_labels(folder, tmp_path):
+    from gan_cli.engine.trainer import train
+    from tests.conftest import FAST, compose_cfg
+
+    prepare(cfg(folder, tmp_path / "p", resolution=16))
+    result = train(compose_cfg(*FAST, "model=cgan", "dataset=prepared", f"dataset.path={tmp_path / 'p'}",
+                               "trainer.batch_size=4"), tmp_path / "run")
+    assert result["step"] == 4
