@@ -10,6 +10,7 @@ COMMANDS = {
     "sample": ("gan_cli.sample", "samples from a trained generator: PNG grid or .npz (ckpt=RUN num=64)"),
     "eval": ("gan_cli.eval", "metrics of a trained generator, written to <run>/eval.json (ckpt=RUN)"),
     "export": ("gan_cli.export", "the generator as a file that runs without gan_cli: .pt2 or .onnx (ckpt=RUN out=FILE)"),
+    "prepare": ("gan_cli.prepare", "images (folder, zip, tar, mnist/cifar10) -> a prepared dataset (source=DIR out=DIR resolution=64)"),
     "fetch": ("gan_cli.fetch", "download what evaluation can use, on request only (gan fetch fid-inception)"),
 }
 

@@ -28,6 +28,7 @@ BUILDERS = frozenset({
     "gan_cli.data.embedded.fake",
     "gan_cli.data.vision.mnist", "gan_cli.data.vision.fashion_mnist", "gan_cli.data.vision.cifar10",
     "gan_cli.data.vision.image_folder",
+    "gan_cli.data.prepared.prepared",
     "gan_cli.data.translation.digits_edges", "gan_cli.data.translation.digits_inpaint",
     "gan_cli.data.translation.digits_unpaired",
     "gan_cli.data.translation_folders.paired_folder", "gan_cli.data.translation_folders.unpaired_folder",

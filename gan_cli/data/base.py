@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
+from typing import Callable, Literal
 
 from torch import Tensor
 from torch.utils.data import Dataset, TensorDataset
@@ -36,7 +36,8 @@ class GanData:
     label, or -1 for unlabelled data. ``shape`` is the shape of ``x`` (or ``b``: what a
     generator outputs); ``input_shape`` that of ``a``; ``test`` the held-out split of a
     translation dataset; ``fingerprint`` a digest of the data's content (metric caches are keyed by it;
-    empty where none is known).
+    empty where none is known); ``decode`` (optional) turns an indexed uint8 image batch on the device into
+    floats in [-1, 1], given the batch number (prepared datasets: normalise, xflip).
     A ``TensorDataset`` (all items in memory) lets the trainer sample batches by indexing,
     with no DataLoader; anything else is streamed through a DataLoader.
     """
@@ -49,6 +50,7 @@ class GanData:
     input_shape: tuple[int, ...] | None = None
     test: TranslationTest | None = None
     fingerprint: str = ""
+    decode: Callable[[Tensor, int], Tensor] | None = None
 
     @property
     def translation(self) -> bool:

@@ -88,6 +88,9 @@ class BatchStream:
         if self.data.in_memory:
             tensors = [t.to(self.device) for t in self.data.dataset.tensors]
             return (tuple(t[idx] for t in tensors) for idx in sampler.index_batches(self.device))
+        if hasattr(self.data.dataset, "gather"):  # memory-mapped: one batch read on the host, copied pinned
+            return (tuple(to_device(t, self.device) for t in self.data.dataset.gather(idx))
+                    for idx in sampler.index_batches())
         loader = DataLoader(
             self.data.dataset, batch_sampler=sampler, num_workers=self.num_workers,
             pin_memory=self.device.type == "cuda", persistent_workers=self.num_workers > 0,
@@ -119,5 +122,7 @@ class BatchStream:
         if self._iter is None:
             self._iter = self._start()
         batch = next(self._iter)
+        if self.data.decode is not None:  # uint8 images -> [-1, 1] floats, on the device
+            batch = (self.data.decode(batch[0], self.consumed), *batch[1:])
         self.consumed += 1
         return batch

@@ -1,0 +1,104 @@
+"""`dataset=prepared`: a folder written by `gan prepare`, uint8 in memory or memory-mapped, normalised on the device."""
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import Tensor
+from torch.utils.data import Dataset, TensorDataset
+
+from gan_cli.data.base import GanData
+from gan_cli.errors import DataError
+from gan_cli.prep.writer import FORMAT_VERSION, IMAGES, LABELS, MANIFEST
+
+RUN = "gan prepare source=IMAGES out={path} resolution=64"
+
+
+class MappedImages(Dataset):
+    """uint8 images memory-mapped from disk; `gather(idx)` reads one batch on the host."""
+
+    def __init__(self, images: np.memmap, labels: np.ndarray, keep: np.ndarray | None = None):
+        self.images, self.labels = images, labels
+        self.keep = np.arange(len(labels)) if keep is None else keep  # the rows used (a subset)
+
+    def __len__(self) -> int:
+        return len(self.keep)
+
+    def __getitem__(self, i: int):
+        row = self.keep[i]
+        return torch.from_numpy(np.array(self.images[row])), int(self.labels[row])
+
+    def gather(self, idx: Tensor) -> tuple[Tensor, Tensor]:
+        rows = self.keep[idx.cpu().numpy()]
+        order = np.argsort(rows, kind="stable")  # read in file order, then put back in the batch's order
+        x = np.empty((len(rows), *self.images.shape[1:]), dtype=np.uint8)
+        x[order] = self.images[rows[order]]
+        return torch.from_numpy(x), torch.from_numpy(self.labels[rows])  # (B, C, R, R) uint8, (B,)
+
+
+class Decode:
+    """uint8 (B, C, H, W) on the device -> float in [-1, 1], flipped per image when `xflip` (seeded by step)."""
+
+    def __init__(self, xflip: bool, seed: int):
+        self.xflip, self.seed = xflip, seed
+
+    def __call__(self, x: Tensor, step: int) -> Tensor:
+        x = x.float() / 127.5 - 1
+        if self.xflip:
+            g = torch.Generator().manual_seed(self.seed * 1_000_003 + step + 7)
+            flip = (torch.rand(x.shape[0], generator=g) < 0.5).to(x.device)
+            x = torch.where(flip[:, None, None, None], x.flip(-1), x)
+        return x
+
+
+def read_manifest(path: Path) -> dict:
+    file = path / MANIFEST
+    if not path.exists():
+        raise DataError(f"dataset.path={path}: no such folder. Prepare one first: {RUN.format(path=path)}.")
+    if not file.is_file():
+        raise DataError(f"dataset.path={path} is not a prepared dataset (no {MANIFEST}). If it holds images, "
+                        f"prepare it first: {RUN.format(path=str(path) + '_prepared')}, then dataset.path= that folder; "
+                        f"or train on it directly with dataset=image_folder dataset.root={path}.")
+    try:
+        manifest = json.loads(file.read_text())
+    except ValueError as e:
+        raise DataError(f"dataset.path={path}: {MANIFEST} is not valid JSON ({e}). Prepare it again.") from e
+    version = manifest.get("format_version")
+    if not isinstance(version, int) or version > FORMAT_VERSION:
+        raise DataError(f"dataset.path={path} was prepared in format version {version!r}; this gan_cli reads "
+                        f"version {FORMAT_VERSION} and older. Update gan_cli, or prepare it again with this one: "
+                        f"gan prepare source=... out={path} overwrite=true.")
+    return manifest
+
+
+def prepared(path: str = "data/prepared", xflip: bool = False, subset: int | None = None, seed: int = 0,
+             in_memory_gb: float = 4.0) -> GanData:
+    root = Path(path).expanduser()
+    manifest = read_manifest(root)
+    shape, count = tuple(manifest["shape"]), int(manifest["count"])
+    try:
+        images = np.memmap(root / IMAGES, dtype=np.uint8, mode="r", shape=(count, *shape))
+        labels = np.fromfile(root / LABELS, dtype=np.int64)
+    except (OSError, ValueError) as e:
+        raise DataError(f"dataset.path={root}: {IMAGES} / {LABELS} cannot be read or are shorter than the manifest "
+                        f"says ({e}). Prepare it again: gan prepare source=... out={root} overwrite=true.") from e
+    if subset is not None:
+        if not 1 <= subset <= count:
+            raise DataError(f"dataset.subset={subset} must be between 1 and the {count} images in {root}.")
+        keep = np.sort(torch.randperm(count, generator=torch.Generator().manual_seed(12345))[:subset].numpy())
+    else:
+        keep = None
+    fits = (subset or count) * math.prod(shape) <= in_memory_gb * 2**30
+    if fits:
+        x = torch.from_numpy(np.array(images if keep is None else images[keep]))
+        y = torch.from_numpy(labels if keep is None else labels[keep].copy())
+        dataset: Dataset = TensorDataset(x, y)
+    else:
+        dataset = MappedImages(images, labels, keep)
+    num_classes = int(manifest.get("num_classes", 0))
+    return GanData(dataset, kind="image", shape=shape, num_classes=num_classes, name=f"prepared:{root.name}",
+                   fingerprint=manifest["fingerprint"] + (f":subset{subset}" if subset else ""),
+                   decode=Decode(xflip, seed))

@@ -1,0 +1,126 @@
+"""gan prepare and dataset=prepared: real files in tmp_path, in-process calls."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from omegaconf import OmegaConf
+from PIL import Image
+
+from gan_cli.data.prepared import prepared
+from gan_cli.engine.batches import BatchStream
+from gan_cli.errors import ConfigError, DataError
+from gan_cli.prepare import prepare
+
+BASE = dict(resolution=8, channels=3, labels="folders", filter="lanczos", crop="center", background=[255, 255, 255],
+            min_size=8, max_images=None, root="data", workers=1, overwrite=False)
+
+
+def cfg(source, out, **kw):
+    return OmegaConf.create({**BASE, "source": str(source), "out": str(out), **kw})
+
+
+@pytest.fixture
+def folder(tmp_path):
+    src = tmp_path / "src"
+    for c in ("a", "b"):
+        (src / c).mkdir(parents=True)
+        for i in range(6):
+            Image.new("RGB", (12 + i, 10), (i * 30, 0, 200)).save(src / c / f"{i}.png")
+    Image.new("RGBA", (10, 10), (0, 255, 0, 100)).save(src / "a" / "rgba.png")
+    Image.new("P", (10, 10), 3).save(src / "b" / "pal.png")
+    Image.new("RGB", (16, 16)).save(src / "a" / "x.jpg")
+    (src / "a" / "trunc.jpg").write_bytes((src / "a" / "x.jpg").read_bytes()[:40])
+    (src / "b" / "empty.png").write_bytes(b"")
+    (src / "b" / "text.png").write_text("not an image")
+    Image.new("RGB", (4, 4)).save(src / "b" / "tiny.png")
+    return src
+
+
+def test_prepare_folder_skips_bad_files_and_is_deterministic(folder, tmp_path):
+    m1 = prepare(cfg(folder, tmp_path / "p1"))
+    m2 = prepare(cfg(folder, tmp_path / "p2", workers=2))
+    assert m1["count"] == 15 and m1["class_names"] == ["a", "b"] and m1["num_classes"] == 2
+    assert {s["reason"] for s in m1["skipped"]} == {"empty", "not a readable image", "smaller than min_size"}
+    assert m1["fingerprint"] == m2["fingerprint"]
+    assert (tmp_path / "p1" / "images.u8").read_bytes() == (tmp_path / "p2" / "images.u8").read_bytes()
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
+    with pytest.raises(ConfigError, match="overwrite=true"):
+        prepare(cfg(folder, tmp_path / "p1"))
+
+
+def test_bad_sources_and_labels(folder, tmp_path):
+    with pytest.raises(DataError, match="no such folder"):
+        prepare(cfg(tmp_path / "missing", tmp_path / "o"))
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(DataError, match="holds no images"):
+        prepare(cfg(tmp_path / "empty", tmp_path / "o"))
+    (tmp_path / "l.txt").write_text("x")
+    with pytest.raises(DataError, match="unknown labels file format"):
+        prepare(cfg(folder, tmp_path / "o", labels=str(tmp_path / "l.txt")))
+    (tmp_path / "l.json").write_text(json.dumps({"a/nope.png": "cat"}))
+    with pytest.raises(DataError, match="not in the source"):
+        prepare(cfg(folder, tmp_path / "o", labels=str(tmp_path / "l.json")))
+    (tmp_path / "l.csv").write_text("file,class\na/0.png,cat\nb/0.png,dog\n")
+    m = prepare(cfg(folder, tmp_path / "o", labels=str(tmp_path / "l.csv")))
+    assert m["class_names"] == ["cat", "dog"]
+    assert not (tmp_path / "o_bad").exists()
+
+
+def test_zip_source_and_dataset(folder, tmp_path):
+    import zipfile
+    with zipfile.ZipFile(tmp_path / "s.zip", "w") as z:
+        for f in sorted(folder.rglob("*.png")):
+            z.write(f, f.relative_to(folder).as_posix())
+    m = prepare(cfg(tmp_path / "s.zip", tmp_path / "pz", labels="none", crop="pad", max_images=5))
+    assert m["count"] == 5 and m["num_classes"] == 0
+    data = prepared(str(tmp_path / "pz"), xflip=True)
+    assert data.in_memory and data.fingerprint == m["fingerprint"]
+    mapped = prepared(str(tmp_path / "pz"), in_memory_gb=1e-9)
+    assert not mapped.in_memory
+    a = BatchStream(data, 4, torch.device("cpu"), seed=1, num_workers=0).next()
+    b = BatchStream(mapped, 4, torch.device("cpu"), seed=1, num_workers=0).next()
+    assert a[0].dtype == torch.float32 and a[0].min() >= -1 and b[0].max() <= 1
+    noflip = BatchStream(prepared(str(tmp_path / "pz")), 4, torch.device("cpu"), seed=1, num_workers=0).next()
+    assert torch.equal(noflip[0], b[0])
+    assert len(prepared(str(tmp_path / "pz"), subset=3)) == 3
+
+
+def test_dataset_path_errors(folder, tmp_path):
+    with pytest.raises(DataError, match="gan prepare"):
+        prepared(str(tmp_path / "nothing"))
+    with pytest.raises(DataError, match="gan prepare"):
+        prepared(str(folder))
+    prepare(cfg(folder, tmp_path / "p"))
+    manifest = json.loads((tmp_path / "p" / "manifest.json").read_text())
+    (tmp_path / "p" / "manifest.json").write_text(json.dumps({**manifest, "format_version": 99}))
+    with pytest.raises(DataError, match="format version 99"):
+        prepared(str(tmp_path / "p"))
+
+
+def test_train_and_resume_exactly_on_prepared_memmapped(folder, tmp_path):
+    from gan_cli.engine.trainer import train
+    from tests.conftest import FAST, compose_cfg
+    from tests.test_resume import differences
+
+    prepare(cfg(folder, tmp_path / "p", resolution=16))
+    args = [*FAST, "model=dcgan", "model.g_width=8", "model.d_width=8", "model.latent_dim=16", "dataset=prepared",
+            f"dataset.path={tmp_path / 'p'}", "dataset.xflip=true", "trainer.batch_size=4",
+            "trainer.data_in_memory_gb=1e-9", "trainer.ckpt_every=100", "trainer.sample_every=100"]
+    train(compose_cfg(*args, "trainer.max_steps=6"), tmp_path / "full")
+    train(compose_cfg(*args, "trainer.max_steps=3"), tmp_path / "half")
+    train(compose_cfg(*args, "trainer.max_steps=6", f"trainer.resume={tmp_path / 'half'}"), tmp_path / "resumed")
+    full, res = (torch.load(tmp_path / f"{r}/checkpoints/last.pt", weights_only=True) for r in ("full", "resumed"))
+    assert differences(full["networks"], res["networks"]) == []
+
+
+def test_cgan_trains_on_prepared_labels(folder, tmp_path):
+    from gan_cli.engine.trainer import train
+    from tests.conftest import FAST, compose_cfg
+
+    prepare(cfg(folder, tmp_path / "p", resolution=16))
+    result = train(compose_cfg(*FAST, "model=cgan", "dataset=prepared", f"dataset.path={tmp_path / 'p'}",
+                               "trainer.batch_size=4"), tmp_path / "run")
+    assert result["step"] == 4
