@@ -9,13 +9,22 @@ from __future__ import annotations
 import copy
 import math
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, NamedTuple
 
 import torch
 from torch import Tensor, nn
 
 from gan_cli.games.base import Game, Phase, eval_mode, generate, seeded
 from gan_cli.logging.pictures import image_grid, plot_extent, scatter_picture
+
+
+class Fakes(NamedTuple):
+    """What a D update hands the G updates of its iteration: the labels of its real batch and the
+    batch size, and, when the first G update may reuse them (n_critic 1), z and G(z) with G's graph."""
+    y: Tensor | None
+    size: int
+    z: Tensor | None = None
+    image: Tensor | None = None
 
 
 class Adversarial(Game):
@@ -25,8 +34,7 @@ class Adversarial(Game):
         s = self.settings
         self.mode_seeking, self.unroll_steps = s.mode_seeking, s.unroll_steps  # MSGAN weight; unrolled GAN
         self.phases = (Phase("D", "D", repeat=s.n_critic), Phase("G", "G", repeat=s.g_steps))
-        self._pending: tuple[Tensor, Tensor, Tensor] | None = None  # (z, fake, y) a G phase may reuse
-        self._batch_size = 0
+        self.handoff: Fakes | None = None  # from the last D update to the G updates
 
     def attach(self, networks, updates) -> None:
         super().attach(networks, updates)
@@ -38,7 +46,7 @@ class Adversarial(Game):
 
     def run_phase(self, phase: Phase, step: int, measure: bool) -> None:
         if phase.name == "D":
-            self.d_phase(step, measure, reuse=self.settings.n_critic == 1)
+            self.d_phase(step, measure)
         else:
             self.g_phase(step, measure)
 
@@ -51,18 +59,67 @@ class Adversarial(Game):
         """G's output for z (and y), as D is shown it."""
         return self.run["G"](z, y)
 
-    # ---------------------------------------------------------------- phases
-    def d_phase(self, step: int, measure: bool, reuse: bool) -> None:
-        """One D update on a fresh batch; with `reuse` the first G update of the iteration takes its fakes
-        (handed over in `_pending`: z, G(z) with its graph, y)."""
+    # ---------------------------------------------------------------- the pieces of an iteration
+    def draw_fakes(self, size: int, y: Tensor | None, keep: bool) -> Fakes:
+        """G(z) for fresh noise; with `keep` its graph is built and the fakes are handed to the next G update."""
+        z = self.updates.noise(size, self.latent_dim)
+        with torch.set_grad_enabled(keep), self.updates.precision.autocast():
+            fakes = Fakes(y, size, z, self.fake(z, y))
+        self.handoff = fakes if keep else Fakes(y, size)
+        return fakes
+
+    def fakes_for_g(self) -> Fakes:
+        """The D update's fakes for the first G update that asks (n_critic 1), else new ones for its labels."""
+        handed = self.handoff
+        self.handoff = Fakes(handed.y, handed.size)  # later G updates of the iteration draw new fakes
+        if handed.image is not None:
+            return handed
+        z = self.updates.noise(handed.size, self.latent_dim)
+        with self.updates.precision.autocast():
+            return Fakes(handed.y, handed.size, z, self.fake(z, handed.y))
+
+    def record_d(self, loss: Tensor, real_out: Tensor, fake_out: Tensor, penalties: dict[str, Tensor]) -> None:
+        self.updates.record({"loss/D": loss, "D/real": self.score(real_out), "D/fake": self.score(fake_out),
+                             **{f"penalty/{k}": v for k, v in penalties.items()},
+                             **{f"diag/{k}": v for k, v in self.loss.diagnostics().items()}})
+
+    def g_terms(self, fakes: Fakes) -> dict[str, Tensor]:
+        """The weighted terms added to G's loss besides the adversarial one, by name: the game's
+        regularisers and mode seeking (each logged as penalty/<name>, before its weight)."""
+        terms = self.g_regularisers()
+        self.updates.record({f"penalty/{k}": v for k, v in terms.items()})
+        if self.mode_seeking:
+            ms = mode_seeking_term(fakes.z, fakes.image.float())
+            self.updates.record({"penalty/mode_seeking": ms})
+            terms["mode_seeking"] = self.mode_seeking * ms
+        return terms
+
+    def g_regularisers(self) -> dict[str, Tensor]:
+        """Weighted terms a game adds to G's loss in every G update, by name (logged as penalty/<name>)."""
+        return {}
+
+    @contextmanager
+    def unrolled_d(self, step: int):
+        """Unrolled GAN (Metz et al. 2017), first-order: with unroll_steps, D takes that many extra
+        updates that G's update inside the block is judged by; afterwards D is restored."""
+        if not self.unroll_steps:
+            yield
+            return
         u = self.updates
+        with unrolled(self.run["D"], u.optimizers["D"]):
+            for _ in range(self.unroll_steps):
+                real, y = u.next_batch()
+                with torch.no_grad(), u.precision.autocast():
+                    fake = self.fake(u.noise(real.shape[0], self.latent_dim), y)
+                self.d_update(real, fake, y, step, measure=False, record=False)
+            yield
+
+    # ---------------------------------------------------------------- phases
+    def d_phase(self, step: int, measure: bool) -> None:
+        """One D update on a fresh batch (its fakes kept for the G update when n_critic is 1)."""
         real, y = self.d_batch(step)
-        z = u.noise(real.shape[0], self.latent_dim)
-        with torch.set_grad_enabled(reuse), u.precision.autocast():
-            fake = self.fake(z, y)
-        self._pending = (z, fake, y) if reuse else (None, None, y)
-        self._batch_size = real.shape[0]
-        self.d_update(real, fake, y, step, measure)
+        fakes = self.draw_fakes(real.shape[0], y, keep=self.settings.n_critic == 1)
+        self.d_update(real, fakes.image, y, step, measure)
 
     def d_update(self, real: Tensor, fake: Tensor, y: Tensor, step: int, measure: bool, record: bool = True) -> None:
         u, D = self.updates, self.run["D"]
@@ -74,52 +131,21 @@ class Adversarial(Game):
         u.optimize("D", loss_d + sum(penalties.values()), measure, watch=loss_d)  # the sum of no penalties is 0
         self.loss.after_d_step(D)
         if record:
-            u.record({"loss/D": loss_d, "D/real": self.score(real_out), "D/fake": self.score(fake_out),
-                      **{f"penalty/{k}": v for k, v in penalties.items()},
-                      **{f"diag/{k}": v for k, v in self.loss.diagnostics().items()}})
+            self.record_d(loss_d, real_out, fake_out, penalties)
 
     def g_phase(self, step: int, measure: bool) -> None:
-        z, fake, y = self._pending
-        self._pending = (None, None, y)  # later G updates of the iteration draw new fakes
-        if fake is None:
-            z = self.updates.noise(self._batch_size, self.latent_dim)
-            with self.updates.precision.autocast():
-                fake = self.fake(z, y)
-        if self.unroll_steps:
-            with unrolled(self.run["D"], self.updates.optimizers["D"]):
-                self.unroll(step)
-                return self.g_update(z, fake, y, step, measure)
-        self.g_update(z, fake, y, step, measure)
-
-    def unroll(self, step: int) -> None:
-        """Unrolled GAN (Metz et al. 2017), first-order: D takes `unroll_steps` extra updates that
-        G's next update is judged by; `unrolled` restores D afterwards."""
-        u = self.updates
-        for _ in range(self.unroll_steps):
-            real, y = u.next_batch()
-            with torch.no_grad(), u.precision.autocast():
-                fake = self.fake(u.noise(real.shape[0], self.latent_dim), y)
-            self.d_update(real, fake, y, step, measure=False, record=False)
-
-    def g_update(self, z: Tensor, fake: Tensor, y: Tensor, step: int, measure: bool) -> None:
+        """One G update: D judges G's fakes (D's weights frozen), plus the game's G terms."""
         u, D = self.updates, self.run["D"]
-        D.requires_grad_(False)  # G's backward needs no gradients for D's weights
-        with u.precision.autocast():
-            fake_out = self.D_plain(u.d_input(fake, step), y).float()
-            loss_g = self.loss.g_loss(fake_out)
-        terms = self.g_regularisers()  # weighted, by name
-        u.record({f"penalty/{k}": v for k, v in terms.items()})
-        if self.mode_seeking:
-            ms = mode_seeking_term(z, fake.float())
-            u.record({"penalty/mode_seeking": ms})  # before its weight
-            terms["mode_seeking"] = self.mode_seeking * ms
-        u.optimize("G", loss_g + sum(terms.values()), measure, watch=loss_g)
-        D.requires_grad_(True)
+        fakes = self.fakes_for_g()
+        with self.unrolled_d(step):
+            D.requires_grad_(False)  # G's backward needs no gradients for D's weights
+            with u.precision.autocast():
+                fake_out = self.D_plain(u.d_input(fakes.image, step), fakes.y).float()
+                loss_g = self.loss.g_loss(fake_out)
+            terms = self.g_terms(fakes)
+            u.optimize("G", loss_g + sum(terms.values()), measure, watch=loss_g)
+            D.requires_grad_(True)
         u.record({"loss/G": loss_g, "D/fake_g": self.score(fake_out)})
-
-    def g_regularisers(self) -> dict[str, Tensor]:
-        """Weighted terms a game adds to G's loss in every G update, by name (logged as penalty/<name>)."""
-        return {}
 
     # ---------------------------------------------------------------- samples
     def fixed_inputs(self, num: int, seed: int) -> dict[str, Tensor]:

@@ -7,6 +7,8 @@ L1-only U-Net of the paper's ablation.
 """
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import torch
 from torch import Tensor
 
@@ -14,6 +16,14 @@ from gan_cli.config import is_number
 from gan_cli.errors import ConfigError
 from gan_cli.games.base import Phase, eval_mode
 from gan_cli.games.image_translation import Translation, rows_picture
+
+
+class Translated(NamedTuple):
+    """What a D update hands the G updates of its iteration: its pair, and G(a) with G's graph when
+    the first G update may reuse it (n_critic 1)."""
+    a: Tensor
+    b: Tensor
+    fake: Tensor | None = None
 
 
 class Pix2Pix(Translation):
@@ -30,7 +40,7 @@ class Pix2Pix(Translation):
                 raise ConfigError(f"model.game.{key} must be a number, 0 or more; got {value!r}.")
         self.lambda_l1, self.adversarial_weight, self.d_loss_scale = lambda_l1, adversarial_weight, d_loss_scale
         self.phases = (Phase("D", "D", repeat=self.settings.n_critic), Phase("G", "G", repeat=self.settings.g_steps))
-        self._pending: tuple[Tensor, Tensor, Tensor | None] | None = None  # (a, b, G(a)) the G phase may reuse
+        self.handoff: Translated | None = None  # from the last D update to the G updates
 
     def attach(self, networks, updates) -> None:
         super().attach(networks, updates)
@@ -38,16 +48,17 @@ class Pix2Pix(Translation):
 
     def run_phase(self, phase: Phase, step: int, measure: bool) -> None:
         if phase.name == "D":
-            self.d_phase(step, measure, reuse=self.settings.n_critic == 1)
+            self.d_phase(step, measure)
         else:
             self.g_phase(measure)
 
-    def d_phase(self, step: int, measure: bool, reuse: bool) -> None:
+    def d_phase(self, step: int, measure: bool) -> None:
         u, D = self.updates, self.run["D"]
+        reuse = self.settings.n_critic == 1
         a, b, y = u.next_batch()
         with torch.set_grad_enabled(reuse), u.precision.autocast():
             fake = self.run["G"](a)
-        self._pending = (a, b, fake if reuse else None)
+        self.handoff = Translated(a, b, fake if reuse else None)
         real_in, fake_in = torch.cat([a, b], 1), torch.cat([a, fake.detach()], 1)
         with u.precision.autocast():
             real_out, fake_out = D(real_in).float(), D(fake_in).float()
@@ -60,8 +71,8 @@ class Pix2Pix(Translation):
 
     def g_phase(self, measure: bool) -> None:
         u, D = self.updates, self.run["D"]
-        a, b, fake = self._pending
-        self._pending = (a, b, None)  # later G updates of the iteration translate again
+        a, b, fake = self.handoff
+        self.handoff = Translated(a, b)  # later G updates of the iteration translate again
         if fake is None:
             with u.precision.autocast():
                 fake = self.run["G"](a)

@@ -1,16 +1,17 @@
 """StyleGAN2's game (Karras et al. 2020): the adversarial game plus two lazy regularisers.
 
 The phases of one iteration, in the order they run here (`run_phase` below names each):
-  D   the loss group's D step (`Adversarial.d_phase`; the model file picks nonsaturating:
-      softplus(D(G(z))) + softplus(-D(x)))
-  R1  every `r1_every` iterations on optimizer D: (r1_gamma / 2) E|grad_x D(x)|^2 on a fresh
-      real batch, times r1_every (lazy regularisation, Sec. 3.1 and Appendix B)
-  G   the loss group's G step (`Adversarial.g_phase`: softplus(-D(G(z))))
-  PL  every `pl_every` iterations on optimizer G: path length regularisation (Sec. 3.2) on a
-      batch of batch_size // pl_batch_shrink: |J_w^T y| for y ~ N(0, I) / sqrt(H W) is pulled
+  D   `d_main`: the loss group's D loss on a real batch and G's fakes (the model file picks
+      nonsaturating: softplus(D(G(z))) + softplus(-D(x))); its fakes are kept for G when n_critic is 1
+  R1  `r1_reg`, every `r1_every` iterations on optimizer D: (r1_gamma / 2) E|grad_x D(x)|^2 on a
+      fresh real batch, times r1_every (lazy regularisation, Sec. 3.1 and Appendix B)
+  G   the loss group's G loss, softplus(-D(G(z))), with D frozen (`Adversarial.g_phase`, as in every
+      noise game; style mixing happens inside G)
+  PL  `pl_reg`, every `pl_every` iterations on optimizer G: path length regularisation (Sec. 3.2)
+      on a batch of batch_size // pl_batch_shrink: |J_w^T y| for y ~ N(0, I) / sqrt(H W) is pulled
       toward its running mean `pl_mean`, times pl_weight x pl_every
-stylegan2-ada-pytorch's loop runs the G phases first (Gmain, Greg, Dmain, Dreg); D first lets
-the G step reuse the D step's fakes (n_critic 1), as every adversarial game here does.
+stylegan2-ada-pytorch's `accumulate_gradients` runs the G phases first (Gmain, Greg, Dmain, Dreg);
+D first lets the G step reuse the D step's fakes (n_critic 1), as every adversarial game here does.
 A regulariser of weight 0 has no phase, and its optimizer no lazy lr / betas adjustment.
 Logged before their weights: penalty/r1 (E|grad|^2), penalty/path_length (E(|J^T y| - pl_mean)^2),
 stylegan/pl_mean.
@@ -55,16 +56,29 @@ class StyleGAN2(Adversarial):
         self.pl_mean = torch.zeros((), device=device)  # running mean of the path lengths
 
     def run_phase(self, phase: Phase, step: int, measure: bool) -> None:
-        if phase.name == "D":  # the adversarial D loss on reals and fakes
-            self.d_phase(step, measure, reuse=self.settings.n_critic == 1)
-        elif phase.name == "R1":  # lazy R1 on reals
-            self.r1_phase(step)
-        elif phase.name == "G":  # the adversarial G loss (style mixing happens inside G)
+        if phase.name == "D":
+            self.d_main(step, measure)
+        elif phase.name == "R1":
+            self.r1_reg(step)
+        elif phase.name == "G":
             self.g_phase(step, measure)
-        else:  # PL: lazy path length on a smaller batch
-            self.pl_phase()
+        else:
+            self.pl_reg()
 
-    def r1_phase(self, step: int) -> None:
+    def d_main(self, step: int, measure: bool) -> None:
+        """The adversarial D loss on a fresh real batch and G's fakes (no penalty group: R1 is `r1_reg`)."""
+        u, D = self.updates, self.run["D"]
+        real, y = u.next_batch()
+        fakes = self.draw_fakes(real.shape[0], y, keep=self.settings.n_critic == 1)  # G(z), kept for G
+        real_in, fake_in = u.d_input(real, step), u.d_input(fakes.image.detach(), step)  # DiffAugment
+        with u.precision.autocast():
+            real_out, fake_out = D(real_in, y).float(), D(fake_in, y).float()  # (B,) logits
+            loss = self.loss.d_loss(real_out, fake_out)
+        u.optimize("D", loss, measure, watch=loss)
+        self.loss.after_d_step(D)
+        self.record_d(loss, real_out, fake_out, penalties={})
+
+    def r1_reg(self, step: int) -> None:
         """Lazy R1 (Mescheder et al. 2018) on a fresh real batch."""
         u, D = self.updates, self.eager["D"]  # double backward: uncompiled
         real, y = u.next_batch()
@@ -77,10 +91,10 @@ class StyleGAN2(Adversarial):
         u.optimize("D", loss, measure=False)
         u.record({"penalty/r1": r1})
 
-    def pl_phase(self) -> None:
+    def pl_reg(self) -> None:
         """Path length regularisation: grad of (G(z) * noise).sum() w.r.t. the ws synthesis consumed."""
         u = self.updates
-        z = u.noise(max(1, self._batch_size // self.pl_batch_shrink), self.latent_dim)
+        z = u.noise(max(1, self.handoff.size // self.pl_batch_shrink), self.latent_dim)
         with u.precision.full_precision():
             images, ws = self.eager["G"](z, return_ws=True)  # uncompiled (double backward), DDP-wrapped
             noise = torch.randn_like(images) / math.sqrt(images.shape[2] * images.shape[3])
