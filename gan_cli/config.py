@@ -153,19 +153,21 @@ def is_number(value: Any) -> bool:
 
 
 def check_int(key: str, value: Any, minimum: int, maximum: int | None = None, what: str = "") -> int:
-    """`value` if it is an integer in [minimum, maximum], else a ConfigError naming the full `key`."""
+    """`value` if it is an integer in [minimum, maximum], else a ConfigError naming the full `key`.
+    The one check of an integer option: builders, games, datasets and apps all use it."""
     if not is_int(value) or value < minimum or (maximum is not None and value > maximum):
-        bounds = f">= {minimum}" if maximum is None else f"from {minimum} to {maximum}"
-        raise ConfigError(f"{key} must be an integer {bounds}{f' ({what})' if what else ''}, got {value!r}.")
+        if maximum is not None:
+            bounds = f"an integer from {minimum} to {maximum}"
+        else:
+            bounds = "a positive integer" if minimum == 1 else f"an integer, {minimum} or more"
+        raise ConfigError(f"{key} must be {bounds}{f' ({what})' if what else ''}, got {value!r}.")
     return value
 
 
 def check_positive_ints(node: Any, keys: tuple[str, ...], prefix: str = "") -> None:
     """Each of `keys` a positive integer (counts and batch sizes of `gan sample`, `gan eval`, trainer.eval)."""
     for key in keys:
-        value = node[key]
-        if not is_int(value) or value <= 0:
-            raise ConfigError(f"{prefix}{key} must be a positive integer, got {value!r}.")
+        check_int(prefix + key, node[key], 1)
 
 
 MIN_EVAL_SAMPLES = 10  # IS splits the samples 10 ways; FD needs 2; precision/recall and density/coverage k + 1
@@ -174,11 +176,9 @@ MIN_EVAL_SAMPLES = 10  # IS splits the samples 10 ways; FD needs 2; precision/re
 def check_eval_sizes(node: Any, prefix: str = "") -> None:
     """num_fake, num_real and batch_size of `gan eval` (prefix "") or of training's evaluation ("trainer.eval.")."""
     for key in ("num_fake", "num_real"):
-        value = node[key]
-        if not is_int(value) or value < MIN_EVAL_SAMPLES:
-            raise ConfigError(f"{prefix}{key} must be an integer, {MIN_EVAL_SAMPLES} or more (the metrics need that "
-                              f"many samples; thousands for meaningful numbers), got {value!r}.")
-    check_positive_ints(node, ("batch_size",), prefix)
+        check_int(prefix + key, node[key], MIN_EVAL_SAMPLES,
+                  what="the metrics need that many samples; thousands for meaningful numbers")
+    check_int(prefix + "batch_size", node["batch_size"], 1)
 
 
 def check_range(key: str, value, low: float, high: float, low_open: bool, hint: str) -> float:

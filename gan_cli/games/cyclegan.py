@@ -9,10 +9,12 @@ of training, then decays linearly to zero (trainer.lr_decay=auto).
 """
 from __future__ import annotations
 
+import math
+
 import torch
 from torch import Tensor
 
-from gan_cli.config import is_int, is_number
+from gan_cli.config import check_int, check_range
 from gan_cli.errors import ConfigError
 from gan_cli.games.base import OptimizerSpec, Phase, eval_mode
 from gan_cli.games.image_pool import ImagePool
@@ -33,11 +35,9 @@ class CycleGAN(Translation):
     def __init__(self, networks, data, setup, lambda_cycle: float = 10.0, identity: float = 0.5,
                  pool_size: int = 50):
         super().__init__(networks, data, setup)
-        for key, value in (("lambda_cycle", lambda_cycle), ("identity", identity)):
-            if not is_number(value) or not value >= 0:
-                raise ConfigError(f"model.game.{key} must be a number, 0 or more; got {value!r}.")
-        if not is_int(pool_size) or pool_size < 0:
-            raise ConfigError(f"model.game.pool_size must be an integer, 0 (no pool) or more; got {pool_size!r}.")
+        check_range("model.game.lambda_cycle", lambda_cycle, 0, math.inf, False, "the paper's 10")
+        check_range("model.game.identity", identity, 0, math.inf, False, "0 (off) or the paper's 0.5")
+        check_int("model.game.pool_size", pool_size, 0, what="0: no pool; the paper's 50")
         channels_a, channels_b = data.input_shape[0], data.shape[0]
         if identity > 0 and channels_a != channels_b:
             raise ConfigError(

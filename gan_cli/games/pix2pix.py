@@ -7,13 +7,13 @@ L1-only U-Net of the paper's ablation.
 """
 from __future__ import annotations
 
+import math
 from typing import NamedTuple
 
 import torch
 from torch import Tensor
 
-from gan_cli.config import is_number
-from gan_cli.errors import ConfigError
+from gan_cli.config import check_range
 from gan_cli.games.base import Phase, eval_mode
 from gan_cli.games.image_translation import Translation, rows_picture
 
@@ -34,10 +34,9 @@ class Pix2Pix(Translation):
     def __init__(self, networks, data, setup, lambda_l1: float = 100.0, adversarial_weight: float = 1.0,
                  d_loss_scale: float = 0.5):
         super().__init__(networks, data, setup)
-        for key, value in (("lambda_l1", lambda_l1), ("adversarial_weight", adversarial_weight),
-                           ("d_loss_scale", d_loss_scale)):
-            if not is_number(value) or not value >= 0:
-                raise ConfigError(f"model.game.{key} must be a number, 0 or more; got {value!r}.")
+        check_range("model.game.lambda_l1", lambda_l1, 0, math.inf, False, "the paper's 100")
+        check_range("model.game.adversarial_weight", adversarial_weight, 0, math.inf, False, "1, or 0 for L1 only")
+        check_range("model.game.d_loss_scale", d_loss_scale, 0, math.inf, False, "the paper's 0.5")
         self.lambda_l1, self.adversarial_weight, self.d_loss_scale = lambda_l1, adversarial_weight, d_loss_scale
         self.phases = (Phase("D", "D", repeat=self.settings.n_critic), Phase("G", "G", repeat=self.settings.g_steps))
         self.handoff: Translated | None = None  # from the last D update to the G updates

@@ -6,8 +6,7 @@ from dataclasses import dataclass
 
 from torch import nn
 
-from gan_cli.config import is_int
-from gan_cli.errors import ConfigError
+from gan_cli.config import check_int
 
 
 @dataclass
@@ -53,9 +52,5 @@ class Networks(Mapping):
 
 
 def require_positive_int(key: str, value: int) -> int:
-    """Return ``value`` if it is an int >= 1, else raise ConfigError naming ``model.<key>``."""
-    if not is_int(value) or value < 1:
-        raise ConfigError(
-            f"model.{key} is {value!r}, but it must be a positive integer (e.g. model.{key}=64)."
-        )
-    return value
+    """`config.check_int` for ``model.<key>``, at least 1."""
+    return check_int(f"model.{key}", value, 1, what=f"e.g. model.{key}=64")
