@@ -52,9 +52,11 @@ class TranslationEvaluator:
         self.targets = None if test.targets is None else test.targets[idx]
         self.labels = None if test.labels is None or bool((test.labels < 0).any()) else test.labels[idx]
         self.domain_b = test.domain_b[_subset(len(test.domain_b), settings.num_real, settings.seed)]
-        self.classifier = self._classifier() if self.labels is not None else None
-        self.extractor = self._extractor()
         self.metrics = self._resolve(settings.metrics)
+        # the target domain's classifier (trained once, then cached) where a metric or the extractor uses it
+        wanted = "class_accuracy" in self.metrics or settings.extractor in ("auto", "digits")
+        self.classifier = self._classifier() if self.labels is not None and wanted else None
+        self.extractor = self._extractor()
         self.real_features = self._embed(self.domain_b)[0] if "fd" in self.metrics else None
         self.setup_seconds = time.perf_counter() - start
 
