@@ -1,17 +1,14 @@
-"""The evaluation protocol: real reference features (cached), generated samples, metrics.
+"""The evaluation protocol: real reference features (cached by content), generated samples, metrics.
 
 One `Evaluator` serves `gan eval` and evaluation during training. It picks the feature
 space from the data (the digits classifier for digits, the FID Inception for other images,
-the raw coordinates for 2D points), caches the real data's features keyed by everything
-that changes them, and records the protocol next to every value.
+the raw coordinates for 2D points), caches the real data's features keyed by their content and
+everything else that changes them (gan_cli.metrics.reference), and records the protocol next to every value.
 """
 from __future__ import annotations
 
-import hashlib
-import json
 import time
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, Callable
 
 import torch
@@ -23,8 +20,8 @@ from gan_cli.config import EvalOptions, is_int
 from gan_cli.data.base import GanData
 from gan_cli.data.embedded import MIXTURES, modes
 from gan_cli.build import build
-from gan_cli.checkpoint import save_atomic
 from gan_cli.errors import ConfigError
+from gan_cli.metrics.reference import reference_features
 
 METRICS = ("fd", "kid", "is", "pr", "dc", "classes", "memorisation", "modes")
 _LOWER_IS_BETTER = ("fid", "fd", "kid", "class_kl", "kl_uniform", "copy_fraction")
@@ -65,17 +62,19 @@ class EvalSettings(EvalOptions):
 
 
 class Evaluator:
-    def __init__(self, dataset_cfg: DictConfig, settings: EvalSettings, device: torch.device):
+    def __init__(self, dataset_cfg: DictConfig, settings: EvalSettings, device: torch.device,
+                 data: GanData | None = None):
         self.settings, self.device = settings, device
         self.dataset_cfg = dataset_cfg
-        self.data: GanData = build("dataset", dataset_cfg)
+        self.data: GanData = data if data is not None else build("dataset", dataset_cfg)
         self.extractor = self._extractor()
         self.metrics = self._resolve_metrics(settings.metrics)
-        self.real_features, self.real_logits, self.reference_hash = self._reference("train", self.dataset_cfg)
+        self.real_features, self.real_logits, self.reference = self._reference("train", self.data)
         self.kid_subset_size = self._kid_subset_size() if "kid" in self.metrics else None
-        self.heldout_features = None
+        self.heldout_features, self.heldout = None, None
         if "memorisation" in self.metrics:
-            self.heldout_features = self._reference("heldout", heldout_config(dataset_cfg))[0]
+            heldout = build("dataset", heldout_config(dataset_cfg))
+            self.heldout_features, _, self.heldout = self._reference("heldout", heldout)
 
     # ------------------------------------------------------------------ set-up
     def _extractor(self):
@@ -137,22 +136,12 @@ class Evaluator:
     def _embed(self, x: Tensor) -> tuple[Tensor, Tensor | None]:
         return embed(self.extractor, x, self.settings.batch_size, self.device)
 
-    def _reference(self, split: str, dataset_cfg: DictConfig) -> tuple[Tensor, Tensor | None, str]:
-        """Real features for `split`, from the cache when the same protocol computed them before."""
-        dataset = {k: v for k, v in OmegaConf.to_container(dataset_cfg, resolve=True).items() if k != "download"}
-        key = {"dataset": dataset, "split": split,
-               "extractor": self.extractor_name, "weights": getattr(self.extractor, "weights_hash", ""),
-               "num_real": self.settings.num_real, "seed": self.settings.seed,
-               "version": 2}  # 2: Inception logits without the fc bias
-        digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()
-        path = Path(self.settings.cache_dir) / f"reference_{digest[:16]}.pt"
-        if path.is_file():
-            cached = torch.load(path, weights_only=True)
-            return cached["features"], cached["logits"], digest
-        data = self.data if split == "train" else build("dataset", dataset_cfg)
-        feats, logits = self._embed(real_samples(data, self.settings.num_real, self.settings.seed))
-        save_atomic({"features": feats, "logits": logits, "key": json.dumps(key)}, path)
-        return feats, logits, digest
+    def _reference(self, split: str, data: GanData) -> tuple[Tensor, Tensor | None, dict]:
+        """Real features of `data` (the `split`), from the cache when the same content and protocol computed them."""
+        key = {"split": split, "extractor": self.extractor_name, "weights": getattr(self.extractor, "weights_hash", ""),
+               "num_real": self.settings.num_real, "seed": self.settings.seed}
+        return reference_features(data, key, self.settings.cache_dir,
+                                  lambda: self._embed(real_samples(data, self.settings.num_real, self.settings.seed)))
 
     # ------------------------------------------------------------------ evaluation
     def __call__(self, sample: Callable[[int, int], Tensor]) -> tuple[dict[str, float], dict[str, Any]]:
@@ -207,7 +196,10 @@ class Evaluator:
             "num_heldout": None if self.heldout_features is None else len(self.heldout_features),
             "num_fake": self.settings.num_fake,
             "seed": self.settings.seed,
-            "reference_sha256": self.reference_hash,
+            "reference_sha256": self.reference["sha256"],
+            "reference_fingerprint": self.reference["fingerprint"],
+            "reference_cache": self.reference["cache"],
+            **({"heldout_fingerprint": self.heldout["fingerprint"]} if self.heldout else {}),
             **self._metric_protocol(),
             "seconds": {k: round(v, 3) for k, v in timings.items()},
         }
