@@ -1,7 +1,7 @@
-"""`gan eval`: metrics of a trained run's generators, as a table and as <run>/eval.json."""
+"""`gan eval`: metrics of a trained run's generators, as a table, as <run>/eval.json (the latest) and in
+<run>/evals/ (every protocol evaluated: gan_cli.metrics.history)."""
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import hydra
@@ -26,6 +26,7 @@ def main(cfg: DictConfig) -> dict:
         from gan_cli.engine.device import resolve_device
         from gan_cli.engine.restore import load_generator
         from gan_cli.metrics.evaluate import EvalSettings
+        from gan_cli.metrics.history import record, write_json_atomic
         from gan_cli.truncation import check_supported
 
     device = resolve_device(cfg.device)
@@ -39,12 +40,13 @@ def main(cfg: DictConfig) -> dict:
                      **({"truncation": cfg.truncation} if cfg.get("truncation") is not None else {})})
     out = Path(cfg.out) if cfg.out else run.run_dir / "eval.json"
     ensure_parent(out)
-    try:
-        out.write_text(json.dumps({"metrics": results, "protocol": protocol}, indent=2) + "\n")
+    try:  # the history entry of this protocol beside it, then the latest result; both atomic
+        entry = record(out.parent, results, protocol)
+        write_json_atomic({"metrics": results, "protocol": protocol}, out)
     except OSError as e:
         raise write_error(out, e) from e
     print_metrics(results, protocol)
-    console.print(f"wrote [bold]{out}[/]")
+    console.print(f"wrote [bold]{out}[/] (kept in {entry.parent}/ as {entry.name})")
     return results
 
 

@@ -2,12 +2,18 @@
 resize as the reference tools do them, folder and stats-file evaluation, both sides' preprocessing."""
 from __future__ import annotations
 
+import json
+import sys
+
+import pytest
 import torch
 from torch.utils.data import TensorDataset
 
 from gan_cli.data.base import GanData
+from gan_cli.engine.trainer import train
 from gan_cli.metrics.evaluate import EvalSettings, Evaluator
-from tests.conftest import compose_cfg
+from gan_cli.metrics.history import read_history
+from tests.conftest import FAST, TINY_MLP_RING, compose_cfg
 
 CPU = torch.device("cpu")
 
@@ -49,3 +55,43 @@ def test_streamed_data_without_fingerprint_is_not_cached(tmp_path):
     assert protocol["reference_fingerprint"] is None and protocol["reference_cache"].startswith("none")
     assert not list((tmp_path / "cache").glob("reference_*.pt"))
 
+
+# ---- every evaluation kept -------------------------------------------------------------------------------
+
+def gan_eval(monkeypatch, *args: str) -> None:
+    """`gan eval ARGS` through its Hydra app in this process (no second start of torch): exits 0 or fails."""
+    from gan_cli.eval import main
+
+    monkeypatch.setattr(sys, "argv", ["gan eval", *args])
+    try:
+        main()
+    except SystemExit as e:
+        assert e.code in (0, None), f"gan eval {' '.join(args)} exited {e.code}"
+
+
+@pytest.fixture(scope="module")
+def ring_run(tmp_path_factory):
+    """A tiny run evaluated during training at steps 2 and 4 (fd on 100 samples: the protocol used below)."""
+    run = tmp_path_factory.mktemp("ring") / "run"
+    cache = run.parent / "cache"
+    train(compose_cfg(*FAST, *TINY_MLP_RING, "trainer.eval_every=2", "trainer.eval.metrics=[fd]",
+                      "trainer.eval.num_fake=100", "trainer.eval.num_real=100", f"trainer.eval.cache_dir={cache}"), run)
+    return run
+
+
+def test_every_evaluation_is_kept_by_protocol(ring_run, monkeypatch):
+    history = read_history(ring_run)
+    assert [(e["protocol"]["step"], e["protocol"]["source"]) for e in history] == [(2, "training"), (4, "training")]
+    args = ("metrics=[fd]", "num_real=100", f"cache_dir={ring_run.parent / 'cache'}")
+    gan_eval(monkeypatch, "-m", f"ckpt={ring_run}", "num_fake=100,200", *args,
+             f"hydra.sweep.dir={ring_run.parent / 'sweep'}")  # a Hydra multirun, in this process
+    history = read_history(ring_run)  # step 4 at num_fake=100 is training's protocol: that entry is replaced
+    points = sorted((e["protocol"]["step"], e["protocol"]["num_fake"], e["protocol"].get("source")) for e in history)
+    assert points == [(2, 100, "training"), (4, 100, None), (4, 200, None)]
+    latest = json.loads((ring_run / "eval.json").read_text())
+    assert latest["protocol"]["num_fake"] == 200 and latest == {k: history[-1][k] for k in ("metrics", "protocol")}
+    kept = {p.name: p.read_bytes() for p in (ring_run / "evals").glob("*.json")}
+    gan_eval(monkeypatch, f"ckpt={ring_run}", "num_fake=200", *args)  # the same protocol again
+    now = {p.name: p.read_bytes() for p in (ring_run / "evals").glob("*.json")}
+    assert set(now) == set(kept) and sum(now[n] != kept[n] for n in now) == 1  # only its own entry rewritten
+    assert not list((ring_run / "evals").glob(".*.tmp")) and not list(ring_run.glob(".*.tmp"))
