@@ -36,6 +36,10 @@ def main(cfg: DictConfig) -> dict:
         from gan_cli.metrics.compare import compare
 
         results, protocol = compare(cfg, settings, device)
+        if not cfg.fake:  # real=PATH save_stats=FILE: statistics only, no evaluation to keep
+            console.print(f"wrote [bold]{cfg.save_stats}[/]: mu and sigma of {protocol['num_real']} real samples "
+                          f"({protocol['extractor']} features)")
+            return {}
         out = Path(cfg.out or "eval.json")
     else:
         results, protocol, run_dir = evaluate_run(cfg, settings, device)
