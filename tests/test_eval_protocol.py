@@ -213,6 +213,8 @@ def test_folders_samples_and_statistics_files(tmp_path, monkeypatch, capsys):
     gan_eval(monkeypatch, f"real_stats={tmp_path / 's.npz'}", f"fake={tmp_path / 'b'}", f"out={tmp_path / 'e.json'}",
              *common)
     assert report()["metrics"]["fd"] == pytest.approx(fd_ab, rel=1e-9)
+    gan_eval(monkeypatch, f"real={tmp_path / 'a'}", f"save_stats={tmp_path / 'only.npz'}", *common)  # stats alone
+    assert np.array_equal(np.load(tmp_path / "only.npz")["mu"], mu) and len(list((tmp_path / "evals").glob("*"))) == 2
     # .npz samples: the floats of a's images quantise back to a's bytes, so a against them scores 0
     gan_eval(monkeypatch, f"real={tmp_path / 'a'}", f"fake={tmp_path / 'a.npz'}", f"out={tmp_path / 'e.json'}", *common)
     assert abs(report()["metrics"]["fd"]) < 1e-5  # identical features; eigen-solver rounding only

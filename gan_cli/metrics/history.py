@@ -28,7 +28,7 @@ def write_json_atomic(obj: Any, path: Path) -> None:
     tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
     try:
         with open(tmp, "w") as f:
-            f.write(json.dumps(obj, indent=2) + "\n")
+            f.write(json.dumps(obj, indent=2, default=str) + "\n")
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
