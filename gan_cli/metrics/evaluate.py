@@ -44,7 +44,7 @@ def embed(extractor, x: Tensor, batch_size: int, device: torch.device,
     feats, logits = [], []
     for start in range(0, len(x), batch_size):
         batch = x[start : start + batch_size]
-        f, lg = extractor.features_and_logits((batch if prep is None else prep(batch)).to(device))
+        f, lg = extractor.features_and_logits((batch if prep is None else prep(batch, device)).to(device))
         feats.append(f.cpu())
         logits.append(lg.cpu())
     return torch.cat(feats), torch.cat(logits)

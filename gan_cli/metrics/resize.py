@@ -60,16 +60,16 @@ def resize_legacy_pytorch(x: Tensor, size: int = SIZE) -> Tensor:
     return F.interpolate(x / 255, size=(size, size), mode="bilinear", align_corners=False) * 255
 
 
-def _tf1_axis(in_size: int, out_size: int) -> tuple[Tensor, Tensor, Tensor]:
+def _tf1_axis(in_size: int, out_size: int, device: torch.device) -> tuple[Tensor, Tensor, Tensor]:
     """Source indices and weights of TF1's bilinear resize along one axis: src = dst * in / out (no half pixel)."""
     src = torch.arange(out_size, dtype=torch.float64) * (in_size / out_size)
     low = src.floor().long().clamp(max=in_size - 1)
-    return low, (low + 1).clamp(max=in_size - 1), (src - low).float()
+    return low.to(device), (low + 1).clamp(max=in_size - 1).to(device), (src - low).float().to(device)
 
 
 def resize_legacy_tensorflow(x: Tensor, size: int = SIZE) -> Tensor:
     """TensorFlow 1's tf.image.resize_bilinear(align_corners=False), as the original FID graph resizes."""
-    (y0, y1, wy), (x0, x1, wx) = _tf1_axis(x.shape[-2], size), _tf1_axis(x.shape[-1], size)
+    (y0, y1, wy), (x0, x1, wx) = _tf1_axis(x.shape[-2], size, x.device), _tf1_axis(x.shape[-1], size, x.device)
     top = x[..., y0, :] * (1 - wy[:, None]) + x[..., y1, :] * wy[:, None]  # (N, C, size, W)
     return top[..., x0] * (1 - wx) + top[..., x1] * wx  # (N, C, size, size)
 
@@ -86,12 +86,15 @@ class Preprocess:
     quantize: bool
     resize: str | None = None
 
-    def __call__(self, x: Tensor) -> Tensor:
+    def __call__(self, x: Tensor, device: torch.device | None = None) -> Tensor:
+        """x (N, C, H, W) -> the extractor's input; torch's resizes run on `device` (PIL's on the CPU)."""
         if self.resize is None:
             if x.dtype == torch.uint8 or self.quantize:
                 return to_pixels(x, self.quantize) / 127.5 - 1  # what a prepared dataset's decode gives
             return x
-        pixels = to_pixels(x, self.quantize)
+        pixels = to_pixels(x, self.quantize)  # quantised on the CPU, at the source resolution
+        if self.resize != "clean" and device is not None:
+            pixels = pixels.to(device)
         if pixels.shape[1] == 1:
             pixels = pixels.expand(-1, 3, -1, -1)  # grey -> RGB, as clean-fid's convert('RGB')
         pixels = RESIZERS[self.resize](pixels) if pixels.shape[-2:] != (SIZE, SIZE) else pixels
