@@ -13,7 +13,7 @@ import hashlib
 import json
 import os
 import secrets
-import time
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -49,7 +49,7 @@ def record(folder: Path, results: dict[str, float], protocol: dict[str, Any]) ->
     name = f"step_{step:07d}_{digest}.json" if isinstance(step, int) else f"{digest}.json"
     path = Path(folder) / FOLDER / name
     path.parent.mkdir(parents=True, exist_ok=True)
-    written = time.strftime("%Y-%m-%dT%H:%M:%S%z")
+    written = datetime.now(timezone.utc).isoformat(timespec="microseconds")
     write_json_atomic({"metrics": results, "protocol": protocol, "identity": key, "written": written}, path)
     return path
 
