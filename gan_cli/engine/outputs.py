@@ -18,6 +18,7 @@ from gan_cli.engine.report import hparams_of
 from gan_cli.errors import ConfigError
 from gan_cli.logging import console as ui
 from gan_cli.metrics.evaluate import EvalSettings, lower_is_better
+from gan_cli.metrics.history import record
 
 log = logging.getLogger(__name__)
 
@@ -54,7 +55,8 @@ class Outputs:
             if self._evaluator is None:  # may train the digits classifier once: keep the training RNG intact
                 self._evaluator = self.run.game.evaluator(self.cfg.dataset, self.run.data, settings, self.device)
             with full_fp32():  # metrics in true fp32, whatever TF32 setting training uses
-                p.eval_results, _ = self._evaluator(self.output_networks())
+                p.eval_results, protocol = self._evaluator(self.output_networks())
+        self._keep(p.eval_results, protocol)
         self.logger.scalars(p.step, {f"metrics/{k}": v for k, v in p.eval_results.items()})
         ui.console.print(f"step {p.step} eval: " + ", ".join(f"{k} {v:.4g}" for k, v in p.eval_results.items()),
                          highlight=False, soft_wrap=True)
@@ -67,6 +69,16 @@ class Outputs:
         value = p.eval_results[name]
         better = p.best is None or (value < p.best["value"] if lower_is_better(name) else value > p.best["value"])
         return {"metric": name, "value": value, "step": p.step} if better else None
+
+    def _keep(self, results: dict, protocol: dict) -> None:
+        """The evaluation into <run>/evals/, the history `gan eval` keeps too (a failed write only warns)."""
+        ema = any(name in self.run.emas for name in self.run.game.generators)
+        protocol = {**protocol, "step": self.progress.step, "generator": "ema" if ema else "live", "source": "training"}
+        try:
+            record(self.run_dir, results, protocol)
+        except OSError as e:
+            log.warning("could not keep the evaluation of step %d in %s: %s", self.progress.step,
+                        self.run_dir / "evals", e)
 
     def log_start(self, choices: dict[str, str], overrides: list[str], resumed_from: Path | None,
                   changes: list) -> None:

@@ -1,17 +1,15 @@
-"""The evaluation protocol: real reference features (cached), generated samples, metrics.
+"""The evaluation protocol: real reference features (cached by content), generated samples, metrics.
 
 One `Evaluator` serves `gan eval` and evaluation during training. It picks the feature
 space from the data (the digits classifier for digits, the FID Inception for other images,
-the raw coordinates for 2D points), caches the real data's features keyed by everything
-that changes them, and records the protocol next to every value.
+the raw coordinates for 2D points), caches the real data's features keyed by their content and
+everything else that changes them (gan_cli.metrics.reference), and records the protocol next to every value.
 """
 from __future__ import annotations
 
-import hashlib
-import json
+import math
 import time
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, Callable
 
 import torch
@@ -23,23 +21,30 @@ from gan_cli.config import EvalOptions, is_int
 from gan_cli.data.base import GanData
 from gan_cli.data.embedded import MIXTURES, modes
 from gan_cli.build import build
-from gan_cli.checkpoint import save_atomic
 from gan_cli.errors import ConfigError
+from gan_cli.metrics.reference import reference_features
+from gan_cli.metrics.resize import RESIZE_MODES, Preprocess
+from gan_cli.metrics.sides import describe, differences, stored_uint8
+from gan_cli.metrics.stats_file import load_stats, save_stats
 
 METRICS = ("fd", "kid", "is", "pr", "dc", "classes", "memorisation", "modes")
+STATS_ONLY = ("fd", "is", "classes", "modes")  # what a statistics file (real_stats=) suffices for
 _LOWER_IS_BETTER = ("fid", "fd", "kid", "class_kl", "kl_uniform", "copy_fraction")
 IS_SPLITS = 10
 KID_SUBSETS, KID_SUBSET_SIZE = 100, 1000  # torch-fidelity's defaults; the size is capped by default only
 
 
-def embed(extractor, x: Tensor, batch_size: int, device: torch.device) -> tuple[Tensor, Tensor | None]:
-    """Features (and logits) of images `x` by `extractor`, in batches, on the CPU; with no
-    extractor (2D points, extractor=raw), the flattened values and no logits."""
+def embed(extractor, x: Tensor, batch_size: int, device: torch.device,
+          prep: Preprocess | None = None) -> tuple[Tensor, Tensor | None]:
+    """Features (and logits) of images `x` by `extractor`, in batches, on the CPU, each batch first through
+    `prep` (quantisation, resize) when given; with no extractor (2D points, extractor=raw), the flattened
+    values and no logits."""
     if extractor is None:
-        return x.flatten(1).float(), None
+        return (x if prep is None else prep(x)).flatten(1).float(), None
     feats, logits = [], []
     for start in range(0, len(x), batch_size):
-        f, lg = extractor.features_and_logits(x[start : start + batch_size].to(device))
+        batch = x[start : start + batch_size]
+        f, lg = extractor.features_and_logits((batch if prep is None else prep(batch, device)).to(device))
         feats.append(f.cpu())
         logits.append(lg.cpu())
     return torch.cat(feats), torch.cat(logits)
@@ -56,6 +61,10 @@ class EvalSettings(EvalOptions):
     """What one evaluation is asked for: `gan eval`'s options or trainer.eval.*, plus the truncation psi."""
 
     truncation: float | None = None  # psi of the truncation trick (gan_cli.truncation); None: none
+    quantize: bool = True  # images to uint8 as a PNG holds them, before any resize (gan_cli.metrics.resize)
+    resize: str = "clean"  # the Inception's resize to 299 px: clean | legacy_pytorch | legacy_tensorflow
+    real_stats: str | None = None  # reference mu / sigma from this .npz (pytorch-fid's format) instead of data
+    save_stats: str | None = None  # write the reference mu / sigma to this .npz
 
     @classmethod
     def from_config(cls, cfg: Any) -> "EvalSettings":
@@ -65,19 +74,39 @@ class EvalSettings(EvalOptions):
 
 
 class Evaluator:
-    def __init__(self, dataset_cfg: DictConfig, settings: EvalSettings, device: torch.device):
+    """Metrics of generated samples against `data` (else the dataset `dataset_cfg` builds; None: no held-out
+    split), or against the statistics file `settings.real_stats`."""
+
+    def __init__(self, dataset_cfg: DictConfig | None, settings: EvalSettings, device: torch.device,
+                 data: GanData | None = None):
         self.settings, self.device = settings, device
         self.dataset_cfg = dataset_cfg
-        self.data: GanData = build("dataset", dataset_cfg)
+        self.data: GanData = data if data is not None else build("dataset", dataset_cfg)
         self.extractor = self._extractor()
+        self.prep = self._preprocess()
         self.metrics = self._resolve_metrics(settings.metrics)
-        self.real_features, self.real_logits, self.reference_hash = self._reference("train", self.dataset_cfg)
+        self._load_reference()
         self.kid_subset_size = self._kid_subset_size() if "kid" in self.metrics else None
-        self.heldout_features = None
+        self.heldout_features, self.heldout = None, None
         if "memorisation" in self.metrics:
-            self.heldout_features = self._reference("heldout", heldout_config(dataset_cfg))[0]
+            heldout = build("dataset", heldout_config(dataset_cfg))
+            self.heldout_features, _, self.heldout = self._reference("heldout", heldout)
 
     # ------------------------------------------------------------------ set-up
+    def _load_reference(self) -> None:
+        """The real side: features of the data (cached), or mu / sigma of real_stats=; written to save_stats=."""
+        self.real_stats, self.real_features, self.real_logits = None, None, None
+        if self.settings.real_stats:
+            dim = self.extractor.feature_dim if self.extractor is not None else math.prod(self.data.shape)
+            mu, sigma, self.reference = load_stats(self.settings.real_stats, dim, self.extractor_name)
+            self.real_stats = (mu, sigma)
+        else:
+            self.real_features, self.real_logits, self.reference = self._reference("train", self.data)
+        if self.settings.save_stats:
+            save_stats(self.settings.save_stats, *self._real_stats(), {
+                "extractor": self.extractor_name, "extractor_weights_sha256": getattr(self.extractor, "weights_hash", None),
+                "reference": self.reference, "preprocessing": {"real": self._preprocessing()["real"]}})
+
     def _extractor(self):
         choice = self.settings.extractor
         if choice == "auto":
@@ -96,13 +125,34 @@ class Evaluator:
             return load_fid_inception(self.settings.inception_weights, fetch=self.settings.fetch_weights).to(self.device)
         raise ConfigError(f"extractor={choice!r} is not a feature extractor; valid: auto, digits, inception, raw.")
 
+    def _preprocess(self) -> Preprocess | None:
+        """Quantisation for images (not 2D points), and for the Inception clean-fid's resize mode."""
+        if self.settings.resize not in RESIZE_MODES:
+            raise ConfigError(f"resize={self.settings.resize!r} is not a resize mode; valid: {', '.join(RESIZE_MODES)} "
+                              f"(clean-fid's modes: clean is PIL bicubic, legacy_pytorch pytorch-fid's bilinear, "
+                              f"legacy_tensorflow the original TensorFlow FID's bilinear).")
+        if not isinstance(self.settings.quantize, bool):
+            raise ConfigError(f"quantize={self.settings.quantize!r} must be true (images to uint8 as a PNG holds "
+                              f"them, as stylegan2-ada's metrics do) or false (floats as generated, as clean-fid).")
+        if self.data.kind == "points":
+            return None
+        return Preprocess(bool(self.settings.quantize), self.settings.resize if self.is_inception else None)
+
+    @property
+    def is_inception(self) -> bool:
+        return self.extractor_name == "inception_fid"
+
     def _resolve_metrics(self, asked: list[str]) -> list[str]:
         if asked == ["auto"]:
             asked = ["modes", "fd", "kid", "pr"] if self.data.kind == "points" else ["fd", "kid", "is", "pr", "dc"]
+            if self.extractor is None:  # extractor=raw: no classifier, so no Inception Score
+                asked = [m for m in asked if m != "is"]
             if self.extractor_name == "digits_cnn":
                 asked.append("classes")
-            if heldout_config(self.dataset_cfg, strict=False) is not None:
+            if self.dataset_cfg is not None and heldout_config(self.dataset_cfg, strict=False) is not None:
                 asked.append("memorisation")
+            if self.settings.real_stats:  # mu and sigma alone: the Frechet distance, and what needs no real data
+                asked = [m for m in asked if m in STATS_ONLY]
         unknown = [m for m in asked if m not in METRICS]
         if unknown:
             raise ConfigError(f"metrics={unknown} not known; valid metrics: {', '.join(METRICS)} (or auto).")
@@ -112,9 +162,19 @@ class Evaluator:
             raise ConfigError("metrics `is` and `classes` need a classifier; 2D points have none.")
         if "classes" in asked and self.extractor_name != "digits_cnn":
             raise ConfigError("metric `classes` needs a classifier of the dataset's own classes (extractor=digits).")
+        if self.settings.real_stats and set(asked) - set(STATS_ONLY):
+            raise ConfigError(f"metrics={asked}: {', '.join(m for m in asked if m not in STATS_ONLY)} need the real "
+                              f"features, but real_stats={self.settings.real_stats} holds only their mean and "
+                              f"covariance; with real_stats use metrics among {', '.join(STATS_ONLY)}, or drop real_stats.")
         if "memorisation" in asked:
+            if self.dataset_cfg is None:
+                raise ConfigError("metric `memorisation` compares samples with a run's training and held-out data; "
+                                  "real=/fake= folders have no held-out split. Use it with ckpt=RUN.")
             heldout_config(self.dataset_cfg)  # raises with the fix if there is no held-out split
         return asked
+
+    def _real_stats(self) -> tuple[Tensor, Tensor]:
+        return self.real_stats or M.feature_stats(self.real_features)
 
     def _kid_subset_size(self) -> int:
         """kid_subset_size as set, or min(1000, both counts) when unset; never silently shrunk."""
@@ -135,31 +195,27 @@ class Evaluator:
         return "raw" if self.extractor is None else self.extractor.name
 
     def _embed(self, x: Tensor) -> tuple[Tensor, Tensor | None]:
-        return embed(self.extractor, x, self.settings.batch_size, self.device)
+        return embed(self.extractor, x, self.settings.batch_size, self.device, self.prep)
 
-    def _reference(self, split: str, dataset_cfg: DictConfig) -> tuple[Tensor, Tensor | None, str]:
-        """Real features for `split`, from the cache when the same protocol computed them before."""
-        dataset = {k: v for k, v in OmegaConf.to_container(dataset_cfg, resolve=True).items() if k != "download"}
-        key = {"dataset": dataset, "split": split,
-               "extractor": self.extractor_name, "weights": getattr(self.extractor, "weights_hash", ""),
+    def _reference(self, split: str, data: GanData) -> tuple[Tensor, Tensor | None, dict]:
+        """Real features of `data` (the `split`), from the cache when the same content and protocol computed them."""
+        key = {"split": split, "extractor": self.extractor_name, "weights": getattr(self.extractor, "weights_hash", ""),
                "num_real": self.settings.num_real, "seed": self.settings.seed,
-               "version": 2}  # 2: Inception logits without the fc bias
-        digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()
-        path = Path(self.settings.cache_dir) / f"reference_{digest[:16]}.pt"
-        if path.is_file():
-            cached = torch.load(path, weights_only=True)
-            return cached["features"], cached["logits"], digest
-        data = self.data if split == "train" else build("dataset", dataset_cfg)
-        feats, logits = self._embed(real_samples(data, self.settings.num_real, self.settings.seed))
-        save_atomic({"features": feats, "logits": logits, "key": json.dumps(key)}, path)
-        return feats, logits, digest
+               "preprocess": None if self.prep is None else self.prep.describe()}
+        return reference_features(data, key, self.settings.cache_dir,
+                                  lambda: self._embed(real_samples(data, self.settings.num_real, self.settings.seed)))
 
     # ------------------------------------------------------------------ evaluation
-    def __call__(self, sample: Callable[[int, int], Tensor]) -> tuple[dict[str, float], dict[str, Any]]:
-        """`sample(num, seed)` -> generated samples on the CPU; returns (metrics, protocol)."""
+    def __call__(self, sample: Callable[[int, int], Tensor],
+                 fake_data: GanData | None = None) -> tuple[dict[str, float], dict[str, Any]]:
+        """`sample(num, seed)` -> generated samples on the CPU (drawn from `fake_data` when they are a set of
+        images rather than a generator's); returns (metrics, protocol)."""
         start = time.perf_counter()
         fake = sample(self.settings.num_fake, self.settings.seed)
         timings = {"generate": time.perf_counter() - start}
+        source = "generator" if fake_data is None else fake_data.name
+        self.fake_side = describe(source, tuple(fake.shape[1:]), fake.dtype == torch.uint8, self.prep,
+                                  self._resize_words, "as generated")
         start = time.perf_counter()
         fake_feats, fake_logits = self._embed(fake)
         timings["embed"] = time.perf_counter() - start
@@ -175,7 +231,7 @@ class Evaluator:
     def _metric(self, metric, fake, fake_feats, fake_logits, suffix, fd_name) -> dict[str, float]:
         real = self.real_features
         if metric == "fd":
-            return {fd_name: M.frechet_distance(*M.feature_stats(real), *M.feature_stats(fake_feats))}
+            return {fd_name: M.frechet_distance(*self._real_stats(), *M.feature_stats(fake_feats))}
         if metric == "kid":
             mean, std = M.kernel_inception_distance(real, fake_feats, num_subsets=KID_SUBSETS,
                                                     subset_size=self.kid_subset_size, seed=self.settings.seed)
@@ -201,16 +257,44 @@ class Evaluator:
             "extractor": self.extractor_name,
             "extractor_weights_sha256": getattr(self.extractor, "weights_hash", None),
             "extractor_test_accuracy": getattr(self.extractor, "test_accuracy", None),
-            "resize": getattr(self.extractor, "resize", "none (raw coordinates)"),
+            "resize": self._resize_words,
+            **({} if self.prep is None else self.prep.describe()),
+            "preprocessing": self._preprocessing(),
             "dataset": self.data.name,
-            "num_real": len(self.real_features),
+            "num_real": len(self.real_features) if self.real_stats is None else None,
             "num_heldout": None if self.heldout_features is None else len(self.heldout_features),
             "num_fake": self.settings.num_fake,
             "seed": self.settings.seed,
-            "reference_sha256": self.reference_hash,
+            "reference_sha256": self.reference["sha256"],
+            "reference_fingerprint": self.reference["fingerprint"],
+            "reference_cache": self.reference["cache"],
+            **({"real_stats": self.settings.real_stats} if self.settings.real_stats else {}),
+            **({"saved_stats": self.settings.save_stats} if self.settings.save_stats else {}),
+            **({"heldout_fingerprint": self.heldout["fingerprint"]} if self.heldout else {}),
             **self._metric_protocol(),
             "seconds": {k: round(v, 3) for k, v in timings.items()},
         }
+
+    @property
+    def _resize_words(self) -> str:
+        return self.settings.resize if self.is_inception else getattr(self.extractor, "resize", "none (raw values)")
+
+    def _real_side(self) -> dict[str, Any]:
+        trained = (self.dataset_cfg or {}).get("xflip")
+        return describe(self.data.name, tuple(self.data.shape), stored_uint8(self.data), self.prep, self._resize_words,
+                        "none (the reference is unflipped" + ("; training flipped it, dataset.xflip=true)" if trained
+                                                              else ")"))
+
+    def _preprocessing(self) -> dict[str, Any]:
+        """Both sides' preparation, and what differs between them (gan_cli.metrics.sides)."""
+        if self.real_stats is not None:
+            real = {"source": f"real_stats={self.settings.real_stats}",
+                    **((self.reference.get("file_protocol") or {}).get("preprocessing", {}).get("real") or
+                       {"note": "unknown: the statistics file does not record how its images were prepared"})}
+        else:
+            real = self._real_side()
+        fake = getattr(self, "fake_side", None)
+        return {"real": real, "generated": fake, "differences": differences(real, fake) if fake else []}
 
     def _metric_protocol(self) -> dict[str, Any]:
         """How IS, KID and the nearest-neighbour metrics were computed, for the metrics asked."""
