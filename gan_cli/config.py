@@ -58,6 +58,8 @@ class EvalOptions:
     fetch_weights: bool = False
     kid_subset_size: Optional[int] = None
     cache_dir: str = "outputs/.cache"
+    quantize: bool = True  # images to uint8 as a PNG holds them, before any resize (gan_cli.metrics.resize)
+    resize: str = "clean"  # the Inception's resize to 299 px: clean | legacy_pytorch | legacy_tensorflow
 
 
 @dataclass

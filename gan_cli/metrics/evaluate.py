@@ -61,8 +61,6 @@ class EvalSettings(EvalOptions):
     """What one evaluation is asked for: `gan eval`'s options or trainer.eval.*, plus the truncation psi."""
 
     truncation: float | None = None  # psi of the truncation trick (gan_cli.truncation); None: none
-    quantize: bool = True  # images to uint8 as a PNG holds them, before any resize (gan_cli.metrics.resize)
-    resize: str = "clean"  # the Inception's resize to 299 px: clean | legacy_pytorch | legacy_tensorflow
     real_stats: str | None = None  # reference mu / sigma from this .npz (pytorch-fid's format) instead of data
     save_stats: str | None = None  # write the reference mu / sigma to this .npz
 
