@@ -1,4 +1,4 @@
-"""Streamed folder datasets with bad files: skipped and named once, never a hang.
+"""Streamed folder datasets with bad files: skipped and named once, never a hang; content fingerprints.
 
 Tiny real image files are written to tmp_path. The run that used to hang for ever (an error in a
 DataLoader worker while the dataset was read into memory) runs as a subprocess with a timeout.
@@ -16,6 +16,7 @@ import pytest
 import torch
 from PIL import Image
 
+from gan_cli.data.embedded import digits
 from gan_cli.data.translation_folders import paired_folder, unpaired_folder
 from gan_cli.data.vision import image_folder
 from gan_cli.engine.batches import BatchStream, materialize
@@ -160,3 +161,20 @@ def test_an_error_in_a_worker_while_reading_into_memory_ends_the_run_at_once(tmp
     out = done.stdout + done.stderr
     assert done.returncode == 1, out
     assert "DataError" in out and "boom in a worker" in out and "Traceback" not in out
+
+
+# ---------------------------------------------------------------------------- fingerprints
+
+
+def test_folder_fingerprints_follow_the_content(tmp_path):
+    root = folder(tmp_path / "img")
+    first = image_folder(root=str(root), resolution=R).fingerprint
+    assert len(first) == 64 and image_folder(root=str(root), resolution=R).fingerprint == first
+    assert image_folder(root=str(root), resolution=2 * R).fingerprint != first  # other tensors
+    png(root / "00.png", 200)  # rewritten in place
+    rewritten = image_folder(root=str(root), resolution=R).fingerprint
+    stat = os.stat(root / "04.png")
+    os.utime(root / "04.png", ns=(stat.st_atime_ns, stat.st_mtime_ns + 1))  # touched
+    touched = image_folder(root=str(root), resolution=R).fingerprint
+    assert len({first, rewritten, touched}) == 3
+    assert digits(resolution=16).fingerprint == digits(resolution=16).fingerprint != digits(resolution=32).fingerprint

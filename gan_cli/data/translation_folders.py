@@ -19,6 +19,7 @@ from torchvision.transforms.functional import to_pil_image
 
 from gan_cli.data.base import GanData, TranslationTest
 from gan_cli.data.embedded import check_channels, check_int
+from gan_cli.data.fingerprint import files_fingerprint
 from gan_cli.data.unreadable import SkipUnreadable, UnreadableFile, load_image
 from gan_cli.data.vision import IMAGE_EXTENSIONS, _is_image, resolve_root
 from gan_cli.errors import ConfigError, DataError
@@ -152,8 +153,12 @@ def paired_folder(root: str = "data/paired", resolution: int = 256, channels: in
     test = TranslationTest(inputs=inputs, domain_b=targets, targets=targets, labels=None, domain_a=inputs)
     train_ds = _Pairs(path, train, resolution, mode_a, mode_b, swap=direction == "BtoA")
     train_ds[0]  # here, in the main process: one clear error if no pair at all can be read
+    files = [f for pair in train + held for f in pair if f is not None]
     return GanData(train_ds, kind="paired", shape=(len(mode_b), resolution, resolution),
-                   input_shape=(len(mode_a), resolution, resolution), name=path.name or "paired_folder", test=test)
+                   input_shape=(len(mode_a), resolution, resolution), name=path.name or "paired_folder", test=test,
+                   fingerprint=files_fingerprint(files, path, dataset="paired_folder", resolution=resolution,
+                                                 modes=(mode_a, mode_b), direction=direction, split=split,
+                                                 test_max=test_max))
 
 
 # ---------------------------------------------------------------------------- unpaired
@@ -201,7 +206,7 @@ def unpaired_folder(root: str = "data/unpaired", resolution: int = 256, channels
     if not path.is_dir():
         raise DataError(f"Unpaired image folder {path} (dataset.root) does not exist or is not a folder. "
                         f"{_UNPAIRED_LAYOUT} Nothing is downloaded at run time.")
-    domains = {}
+    domains, files = {}, []
     for side, mode in (("A", mode_a), ("B", mode_b)):
         train = _images_under(path / f"train{side}")
         if not train:
@@ -214,11 +219,14 @@ def unpaired_folder(root: str = "data/unpaired", resolution: int = 256, channels
         train_ds[0]  # here, in the main process: one clear error if nothing at all can be read
         held_ds = _Images(held[0].parent, held, resolution, mode)
         domains[side] = (train_ds, torch.stack(held_ds.readable(test_max)))
+        files += train + held
     (train_a, held_a), (train_b, held_b) = domains["A"], domains["B"]
     return GanData(_Unpaired(train_a, train_b), kind="unpaired",
                    shape=(len(mode_b), resolution, resolution), input_shape=(len(mode_a), resolution, resolution),
                    name=path.name or "unpaired_folder",
-                   test=TranslationTest(inputs=held_a, domain_b=held_b, domain_a=held_a))
+                   test=TranslationTest(inputs=held_a, domain_b=held_b, domain_a=held_a),
+                   fingerprint=files_fingerprint(files, path, dataset="unpaired_folder", resolution=resolution,
+                                                 modes=(mode_a, mode_b), test_max=test_max))
 
 
 # ---------------------------------------------------------------------------- the user's images

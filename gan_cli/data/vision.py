@@ -21,6 +21,7 @@ from torchvision import datasets, transforms
 
 from gan_cli.data.base import GanData
 from gan_cli.data.embedded import check_channels, check_int
+from gan_cli.data.fingerprint import files_fingerprint
 from gan_cli.data.unreadable import SkipUnreadable, load_image
 from gan_cli.errors import DataError
 from gan_cli.fetch import READ_TIMEOUT
@@ -115,7 +116,9 @@ def _mnist_like(cls: type, name: str, folder: str, root, resolution: int, train:
             f"{_download_advice(download, raw)}; or fetch and gunzip them beforehand, then set dataset.root=/path "
             f"to the folder that contains {folder}/.{hint}{_cause(err)}"
         ) from err
-    return GanData(ds, kind="image", shape=(1, resolution, resolution), num_classes=10, name=name.lower())
+    files = [raw / f for f in _MNIST_FILES]
+    return GanData(ds, kind="image", shape=(1, resolution, resolution), num_classes=10, name=name.lower(),
+                   fingerprint=files_fingerprint(files, path, dataset=name, resolution=resolution, train=train))
 
 
 def mnist(root: str = "data/mnist", resolution: int = 32, train: bool = True, download: bool = False) -> GanData:
@@ -155,7 +158,10 @@ def cifar10(root: str = "data/cifar10", resolution: int = 32, train: bool = True
             f"{_download_advice(download, path)}; or set dataset.root=/path to the folder that contains "
             f"cifar-10-batches-py/.{hint}{_cause(err)}"
         ) from err
-    return GanData(ds, kind="image", shape=(3, resolution, resolution), num_classes=10, name="cifar10")
+    folder = path / datasets.CIFAR10.base_folder
+    return GanData(ds, kind="image", shape=(3, resolution, resolution), num_classes=10, name="cifar10",
+                   fingerprint=files_fingerprint([folder / f for f in _CIFAR10_FILES], path, dataset="cifar10",
+                                                 resolution=resolution, train=train))
 
 
 # ---------------------------------------------------------------------------- image folder
@@ -231,6 +237,7 @@ def image_folder(root: str = "data/images", resolution: int = 64, channels: int 
     else:
         ds = _FlatImages(path, transform, mode)
         num_classes = 0
+    files = ds.files if isinstance(ds, _FlatImages) else [file for file, _ in ds.samples]
     if len(ds) == 0:
         raise DataError(
             f"No images found under {path} (dataset.root), searched recursively. "
@@ -239,4 +246,6 @@ def image_folder(root: str = "data/images", resolution: int = 64, channels: int 
         )
     ds[0]  # here, in the main process: one clear error if nothing at all can be read
     shape = (channels, resolution, resolution)
-    return GanData(ds, kind="image", shape=shape, num_classes=num_classes, name=path.name or "image_folder")
+    return GanData(ds, kind="image", shape=shape, num_classes=num_classes, name=path.name or "image_folder",
+                   fingerprint=files_fingerprint(files, path, dataset="image_folder", resolution=resolution,
+                                                 channels=channels))
