@@ -38,6 +38,8 @@ Rules and sources:
                       the run (Arjovsky et al. 2017: the critic should track the distance).
   gp_off              |extra gp_grad_norm - 1| > gp_norm_tol: the gradient penalty does not hold
                       the critic's gradient norm near 1 on interpolates (Gulrajani et al. 2017).
+  data_bound          perf/data_ms > DATA_WAIT x perf/step_ms: steps wait for their batches (a wall-clock
+                      rule, so unlike the others it can differ between two runs of the same config).
 """
 from __future__ import annotations
 
@@ -51,7 +53,8 @@ from torch import Tensor
 from gan_cli.config import DoctorConfig  # defined with the schema, which must load without torch
 
 SYMPTOMS = ("non_finite", "d_overpowers_g", "vanishing_gradients", "g_wins", "mode_collapse",
-            "oscillation", "critic_flat", "gp_off")
+            "oscillation", "critic_flat", "gp_off", "data_bound")
+DATA_WAIT = 0.2  # data_bound: the largest share of a step that may go to waiting for its batch
 
 
 @dataclass
@@ -78,6 +81,9 @@ FIXES = {
     "critic_flat": "weight clipping too tight (loss.clip, default 0.01): raise it or use loss=wgan_gp "
                    "(experiment=wgan_gp); more critic steps trainer.n_critic=5",
     "gp_off": "loss.gp_weight=10, trainer.n_critic=5, optimizer=adam_wgan (betas [0.0,0.9])",
+    "data_bound": "decode the images once: `gan prepare source=FOLDER out=PREPARED resolution=N`, then train with "
+                  "dataset=prepared dataset.path=PREPARED; or more DataLoader workers, trainer.num_workers=8 "
+                  "(up to the CPU cores)",
 }
 
 
@@ -191,6 +197,12 @@ class Doctor:
         if gp is not None:
             out["gp_off"] = (abs(gp - 1) > c.gp_norm_tol, f"gradient penalty not holding: critic grad norm on "
                              f"interpolates {_fmt(gp)}, |x - 1| > {c.gp_norm_tol} for {c.window} log steps", c.window)
+
+        data_ms, step_ms = _stat(stats, "perf/data_ms"), _stat(stats, "perf/step_ms")
+        if data_ms is not None and step_ms:
+            out["data_bound"] = (data_ms > DATA_WAIT * step_ms, f"data is the bottleneck: a step waits {_fmt(data_ms)} "
+                                 f"ms of its {_fmt(step_ms)} ms ({data_ms / step_ms:.0%}, over {DATA_WAIT:.0%}) for "
+                                 f"its batch, for {c.window} log steps", c.window)
         return out
 
     # ------------------------------------------------------------------ API

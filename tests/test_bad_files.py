@@ -1,4 +1,4 @@
-"""Streamed folder datasets with bad files: skipped and named once, never a hang; content fingerprints.
+"""Streamed folder datasets with bad files: skipped and named once, never a hang; content fingerprints; perf/data_ms.
 
 Tiny real image files are written to tmp_path. The run that used to hang for ever (an error in a
 DataLoader worker while the dataset was read into memory) runs as a subprocess with a timeout.
@@ -6,6 +6,7 @@ DataLoader worker while the dataset was read into memory) runs as a subprocess w
 from __future__ import annotations
 
 import io
+import math
 import multiprocessing
 import os
 import subprocess
@@ -23,6 +24,7 @@ from gan_cli.engine.batches import BatchStream, materialize
 from gan_cli.engine.trainer import train
 from gan_cli.errors import DataError
 from tests.conftest import FAST, REPO, compose_cfg
+from tests.tb import read_events
 
 R = 8
 
@@ -178,3 +180,14 @@ def test_folder_fingerprints_follow_the_content(tmp_path):
     touched = image_folder(root=str(root), resolution=R).fingerprint
     assert len({first, rewritten, touched}) == 3
     assert digits(resolution=16).fingerprint == digits(resolution=16).fingerprint != digits(resolution=32).fingerprint
+
+
+# ---------------------------------------------------------------------------- perf/data_ms
+
+
+def test_data_wait_is_logged_with_the_step_time(tmp_path):
+    train(compose_cfg(*FAST, "model=mlp", "model.hidden_dim=16", "dataset.resolution=8"), tmp_path / "run")
+    events = read_events(tmp_path / "run" / "tb")
+    waits, steps = events.Scalars("perf/data_ms"), events.Scalars("perf/step_ms")
+    assert [e.step for e in waits] == [e.step for e in steps] == [2, 4]
+    assert all(math.isfinite(w.value) and 0 < w.value < s.value for w, s in zip(waits, steps))

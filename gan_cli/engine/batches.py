@@ -10,6 +10,7 @@ stopped; a worker's error ends the run as one DataError paragraph.
 from __future__ import annotations
 
 import math
+import time
 from collections.abc import Iterator
 from dataclasses import replace
 
@@ -97,7 +98,8 @@ def _stop(workers: Iterator | None) -> None:
 
 class BatchStream:
     """`next()` gives one batch of every item field on the device: `(x, y)`, or `(a, b, y)` and
-    `(a, b, y_a, y_b)` for translation data; `consumed` is the resume state."""
+    `(a, b, y_a, y_b)` for translation data; `consumed` is the resume state; `waited_s` the host time
+    spent in `next()` so far (perf/data_ms)."""
 
     def __init__(self, data: GanData, batch_size: int, device: torch.device, *, seed: int = 0,
                  num_workers: int = 2, consumed: int = 0, rank: int = 0, world: int = 1):
@@ -111,6 +113,7 @@ class BatchStream:
         self.data, self.batch_size, self.device, self.seed = data, batch_size, device, seed
         self.num_workers = num_workers
         self.consumed = consumed
+        self.waited_s = 0.0
         self._workers = None  # the DataLoader's iterator, when the data is streamed
         self._iter: Iterator[tuple[Tensor, ...]] | None = None  # started by the first batch asked for
 
@@ -148,10 +151,12 @@ class BatchStream:
         self._workers = None
 
     def next(self) -> tuple[Tensor, ...]:
+        start = time.perf_counter()  # the host's clock only: no device sync
         if self._iter is None:
             self._iter = self._start()
         batch = next(self._iter)
         if self.data.decode is not None:  # uint8 images -> [-1, 1] floats, on the device
             batch = (self.data.decode(batch[0], self.consumed), *batch[1:])
         self.consumed += 1
+        self.waited_s += time.perf_counter() - start
         return batch
