@@ -11,6 +11,7 @@ import multiprocessing
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -185,9 +186,18 @@ def test_folder_fingerprints_follow_the_content(tmp_path):
 # ---------------------------------------------------------------------------- perf/data_ms
 
 
-def test_data_wait_is_logged_with_the_step_time(tmp_path):
-    train(compose_cfg(*FAST, "model=mlp", "model.hidden_dim=16", "dataset.resolution=8"), tmp_path / "run")
+def test_data_wait_is_logged_with_the_step_time_and_the_doctor_names_a_data_bottleneck(tmp_path, monkeypatch):
+    from gan_cli.data import vision
+
+    read = vision._FlatImages.read
+    monkeypatch.setattr(vision._FlatImages, "read", lambda self, i: (time.sleep(0.02), read(self, i))[1])  # slow disk
+    cfg = compose_cfg(*FAST, "dataset=image_folder", f"dataset.root={folder(tmp_path / 'img')}",
+                      f"dataset.resolution={R}", "model=mlp", "model.hidden_dim=8", "trainer.batch_size=4",
+                      "trainer.data_in_memory_gb=0", "trainer.doctor.warmup_steps=0", "trainer.doctor.window=1",
+                      "trainer.sample_every=100", "trainer.ckpt_every=100")  # step 4's window: steps and data only
+    result = train(cfg, tmp_path / "run")
     events = read_events(tmp_path / "run" / "tb")
     waits, steps = events.Scalars("perf/data_ms"), events.Scalars("perf/step_ms")
     assert [e.step for e in waits] == [e.step for e in steps] == [2, 4]
-    assert all(math.isfinite(w.value) and 0 < w.value < s.value for w, s in zip(waits, steps))
+    assert all(math.isfinite(w.value) and 4 * 20 <= w.value < s.value for w, s in zip(waits, steps))
+    assert result["health/data_bound"] == 1.0  # the doctor saw it

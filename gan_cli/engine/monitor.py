@@ -93,6 +93,8 @@ class Monitor:
             torch.manual_seed(step)  # a fresh batch without touching the training RNG
             fake = self.run.game.fresh_outputs(self.output_networks(), len(self.real_batch), self.device)
         extra["diversity_ratio"] = diversity_ratio(fake, self.real_batch)
+        if not self.run.data.in_memory:  # read from disk: what the doctor's data_bound fixes apply to
+            extra["data_wait"] = stats["perf/data_ms"] / max(stats["perf/step_ms"], 1e-9)
         for finding in doctor.observe(step, stats, extra):
             ui.console.print(f"[bold yellow]doctor[/] step {finding.step}: {finding.message} "
                              f"[bold]Try:[/] {finding.fix}", highlight=False, soft_wrap=True)
