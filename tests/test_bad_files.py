@@ -18,12 +18,14 @@ import pytest
 import torch
 from PIL import Image
 
+from gan_cli.data import unreadable
 from gan_cli.data.embedded import digits
 from gan_cli.data.translation_folders import paired_folder, unpaired_folder
 from gan_cli.data.vision import image_folder
-from gan_cli.engine.batches import BatchStream, materialize
+from gan_cli.engine.batches import BatchStream, _stop, materialize
 from gan_cli.engine.trainer import train
 from gan_cli.errors import DataError
+from gan_cli.interrupt import ignore_stop_signals
 from tests.conftest import FAST, REPO, compose_cfg
 from tests.tb import read_events
 
@@ -106,19 +108,24 @@ def test_a_folder_with_nothing_readable_is_one_clear_error(tmp_path):
         image_folder(root=str(root), resolution=R)
 
 
-def test_workers_name_what_they_skip_and_give_what_the_main_process_reads(tmp_path, capsys):
+def test_workers_name_what_they_skip_and_give_what_the_main_process_reads(tmp_path, capsys, monkeypatch):
     data = image_folder(root=str(folder(tmp_path / "img")), resolution=R)
+
+    def named_once() -> bool:
+        out = capsys.readouterr().out
+        monkeypatch.setattr(unreadable, "_reported", set())  # forget them, for the next reader
+        return all(out.count(f"{tmp_path / 'img' / name}:") == 1 for name in ("01e.png", "02t.jpg", "99x.png"))
+
     capsys.readouterr()
     in_memory = materialize(data, limit_gb=1, num_workers=2)
-    assert torch.equal(in_memory.dataset.tensors[0], torch.stack([data.dataset[i][0] for i in range(9)]))
+    assert named_once()
     stream = BatchStream(data, batch_size=4, device=torch.device("cpu"), num_workers=2)
     try:
         batches = [stream.next()[0] for _ in range(4)]  # two epochs: every index read twice, by either worker
     finally:
         stream.close()
-    assert all(b.shape == (4, 3, R, R) for b in batches)
-    out = capsys.readouterr().out
-    assert all(out.count(f"{name}:") == 1 for name in ("01e.png", "02t.jpg", "99x.png")), out
+    assert all(b.shape == (4, 3, R, R) for b in batches) and named_once()
+    assert torch.equal(in_memory.dataset.tensors[0], torch.stack([data.dataset[i][0] for i in range(9)]))
 
 
 def _worker_fails(self, index):
@@ -164,6 +171,31 @@ def test_an_error_in_a_worker_while_reading_into_memory_ends_the_run_at_once(tmp
     out = done.stdout + done.stderr
     assert done.returncode == 1, out
     assert "DataError" in out and "boom in a worker" in out and "Traceback" not in out
+
+
+def _busy_worker(ready) -> None:
+    ignore_stop_signals()  # as DataLoader workers do
+    ready.set()
+    time.sleep(60)
+
+
+def test_a_worker_still_busy_when_told_to_stop_is_killed():
+    """torch ends a worker that does not finish its batch in 5 s with SIGTERM, which workers ignore: the run hung."""
+    context = multiprocessing.get_context("fork")
+    ready = context.Event()
+    worker = context.Process(target=_busy_worker, args=(ready,), daemon=True)
+    worker.start()
+    assert ready.wait(10)
+
+    class Workers:  # a DataLoader iterator whose shutdown leaves the busy worker behind
+        _workers = [worker]
+
+        def _shutdown_workers(self):
+            worker.terminate()
+
+    start = time.monotonic()
+    _stop(Workers())
+    assert not worker.is_alive() and time.monotonic() - start < 5
 
 
 # ---------------------------------------------------------------------------- fingerprints

@@ -89,11 +89,16 @@ def _batches(workers: Iterator, data: GanData) -> Iterator:
 
 
 def _stop(workers: Iterator | None) -> None:
-    """Stop a DataLoader's workers now. They ignore stop signals (and so the SIGTERM that
-    multiprocessing's exit handler would send them: it would wait for ever), so they are told to finish."""
+    """Stop a DataLoader's workers now. They ignore stop signals, and so the SIGTERM with which torch
+    ends a worker that does not finish in 5 s and multiprocessing's exit handler ends them all (it
+    would then wait for ever): they are told to finish, and one still busy after that is killed."""
     shutdown = getattr(workers, "_shutdown_workers", None)
     if shutdown is not None:
         shutdown()
+    for worker in getattr(workers, "_workers", ()):
+        if worker.is_alive():
+            worker.kill()
+            worker.join()
 
 
 class BatchStream:
