@@ -2,7 +2,7 @@
 
 `Doctor.observe(step, stats, extra)` is called once per log step with the trainer's window means
 (D/real, D/fake, loss/D, loss/G, grad_norm/G, ...) and optional extra measurements
-(diversity_ratio, class_kl, gp_grad_norm). Each rule turns an observation into "symptom
+(diversity_ratio, class_kl, gp_grad_norm, data_wait). Each rule turns an observation into "symptom
 present", "absent" or "unknown" (its inputs are missing); a symptom present for `window`
 consecutive observations (unknown ones neither count nor break the run) starts an EPISODE,
 reported once as a `Finding` with the fix to try. The episode lasts until an observation
@@ -38,6 +38,9 @@ Rules and sources:
                       the run (Arjovsky et al. 2017: the critic should track the distance).
   gp_off              |extra gp_grad_norm - 1| > gp_norm_tol: the gradient penalty does not hold
                       the critic's gradient norm near 1 on interpolates (Gulrajani et al. 2017).
+  data_bound          extra data_wait (perf/data_ms / perf/step_ms; given for data read from disk, where
+                      the fixes apply, not for data kept in memory) > DATA_WAIT: steps wait for their
+                      batches. A wall-clock rule: unlike the others it can differ between two runs.
 """
 from __future__ import annotations
 
@@ -51,7 +54,8 @@ from torch import Tensor
 from gan_cli.config import DoctorConfig  # defined with the schema, which must load without torch
 
 SYMPTOMS = ("non_finite", "d_overpowers_g", "vanishing_gradients", "g_wins", "mode_collapse",
-            "oscillation", "critic_flat", "gp_off")
+            "oscillation", "critic_flat", "gp_off", "data_bound")
+DATA_WAIT = 0.2  # data_bound: the largest share of a step that may go to waiting for its batch
 
 
 @dataclass
@@ -78,6 +82,9 @@ FIXES = {
     "critic_flat": "weight clipping too tight (loss.clip, default 0.01): raise it or use loss=wgan_gp "
                    "(experiment=wgan_gp); more critic steps trainer.n_critic=5",
     "gp_off": "loss.gp_weight=10, trainer.n_critic=5, optimizer=adam_wgan (betas [0.0,0.9])",
+    "data_bound": "decode the images once: `gan prepare source=FOLDER out=PREPARED resolution=N`, then train with "
+                  "dataset=prepared dataset.path=PREPARED (kept in memory when it fits trainer.data_in_memory_gb); "
+                  "or more DataLoader workers, trainer.num_workers=8 (up to the CPU cores)",
 }
 
 
@@ -191,6 +198,13 @@ class Doctor:
         if gp is not None:
             out["gp_off"] = (abs(gp - 1) > c.gp_norm_tol, f"gradient penalty not holding: critic grad norm on "
                              f"interpolates {_fmt(gp)}, |x - 1| > {c.gp_norm_tol} for {c.window} log steps", c.window)
+
+        wait = _stat(extra, "data_wait")
+        if wait is not None:
+            data_ms, step_ms = stats.get("perf/data_ms", 0.0), stats.get("perf/step_ms", 0.0)
+            out["data_bound"] = (wait > DATA_WAIT, f"data is the bottleneck: a step waits {_fmt(data_ms)} ms of its "
+                                 f"{_fmt(step_ms)} ms ({wait:.0%}, over {DATA_WAIT:.0%}) for its batches, for "
+                                 f"{c.window} log steps", c.window)
         return out
 
     # ------------------------------------------------------------------ API

@@ -162,3 +162,16 @@ def test_mode_collapse_from_2d_mode_coverage():
     assert "84% of the data's modes" in findings[0].message
     assert doc.observe(8, healthy, {"diversity_ratio": 0.95, "mode_coverage": 1.0}) == []
     assert doc.health()["health/mode_collapse"] == 0.0
+
+
+def test_data_bound_when_the_batch_wait_is_over_a_fifth_of_the_step():
+    rng = random.Random(9)
+    doc = Doctor(DoctorConfig(window=3, warmup_steps=0), probabilities=True, wasserstein=False)
+    waits = [{**healthy(i, rng), "perf/step_ms": 10.0, "perf/data_ms": 1.9} for i in range(5)]  # 19%: fine
+    assert run(doc, waits, extra=lambda i: {"data_wait": 0.19}) == [] and doc.health()["health/data_bound"] == 0.0
+    waits = [{**healthy(i, rng), "perf/step_ms": 10.0, "perf/data_ms": 2.5} for i in range(4)]
+    assert run(Doctor(DoctorConfig(window=3, warmup_steps=0), True, False), waits) == []  # in memory: not judged
+    found = run(doc, waits, start=5, extra=lambda i: {"data_wait": 0.25})
+    assert symptoms(found) == [("data_bound", 7)] and doc.health()["health/data_bound"] == 1.0
+    assert "2.5 ms of its 10 ms (25%, over 20%)" in found[0].message
+    assert "gan prepare" in found[0].fix and "dataset=prepared" in found[0].fix and "trainer.num_workers" in found[0].fix

@@ -1,7 +1,8 @@
 """Datasets that need no files: scikit-learn's digits, 2D Gaussian mixtures, random images.
 
 Each builder materialises its data once into a ``TensorDataset`` (so the trainer samples
-batches by indexing) and nothing is ever downloaded.
+batches by indexing) and nothing is ever downloaded. Their content is fixed by their options,
+so those make their fingerprint.
 """
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from torch.utils.data import TensorDataset
 
 from gan_cli import config
 from gan_cli.data.base import GanData
+from gan_cli.data.fingerprint import fingerprint
 from gan_cli.errors import ConfigError
 
 
@@ -71,7 +73,8 @@ def digits(resolution: int = 32, channels: int = 1, split: str = "all") -> GanDa
         idx = digits_split(y)[0 if split == "train" else 1]
         x, y = x[idx], y[idx]
     return GanData(
-        TensorDataset(x, y), kind="image", shape=(channels, resolution, resolution), num_classes=10, name="digits"
+        TensorDataset(x, y), kind="image", shape=(channels, resolution, resolution), num_classes=10, name="digits",
+        fingerprint=fingerprint("digits", {"resolution": resolution, "channels": channels, "split": split}),
     )
 
 
@@ -108,7 +111,8 @@ def gaussian_mixture(name: str, num_samples: int = 50000, seed: int = 0) -> GanD
     gen = torch.Generator().manual_seed(int(seed))
     y = torch.randint(len(centres), (num_samples,), generator=gen)  # (N,) int64
     x = centres[y] + std * torch.randn(num_samples, 2, generator=gen)  # (N, 2)
-    return GanData(TensorDataset(x, y), kind="points", shape=(2,), num_classes=len(centres), name=name)
+    return GanData(TensorDataset(x, y), kind="points", shape=(2,), num_classes=len(centres), name=name,
+                   fingerprint=fingerprint(name, {"num_samples": num_samples, "seed": int(seed)}))
 
 
 def ring8(num_samples: int = 50000, seed: int = 0) -> GanData:
@@ -155,4 +159,6 @@ def fake(
         shape=(channels, resolution, resolution),
         num_classes=num_classes,
         name="fake",
+        fingerprint=fingerprint("fake", {"resolution": resolution, "channels": channels, "num_samples": num_samples,
+                                         "num_classes": num_classes, "seed": int(seed)}),
     )

@@ -3,6 +3,7 @@
 ``paired_folder``: pix2pix data, side-by-side A|B images or A/ and B/ folders matched by file
 name. ``unpaired_folder``: CycleGAN data (trainA, trainB, optional testA, testB). Training
 items are streamed from disk; the held-out split is loaded into memory as a TranslationTest.
+An unreadable file is skipped with a warning, a pair whole (gan_cli/data/unreadable.py).
 """
 from __future__ import annotations
 
@@ -18,7 +19,9 @@ from torchvision.transforms.functional import to_pil_image
 
 from gan_cli.data.base import GanData, TranslationTest
 from gan_cli.data.embedded import check_channels, check_int
-from gan_cli.data.vision import IMAGE_EXTENSIONS, _is_image, _load, resolve_root
+from gan_cli.data.fingerprint import files_fingerprint
+from gan_cli.data.unreadable import SkipUnreadable, UnreadableFile, load_image
+from gan_cli.data.vision import IMAGE_EXTENSIONS, _is_image, resolve_root
 from gan_cli.errors import ConfigError, DataError
 
 _EXTS = ", ".join(IMAGE_EXTENSIONS)
@@ -63,37 +66,32 @@ def _hold_out(items: list, what: str) -> tuple[list, list]:
     return items[:-n_out], items[-n_out:]
 
 
-def _stack(ds: Dataset, count: int) -> Tensor:
-    """The first ``count`` items of ``ds`` in one tensor."""
-    return torch.stack([ds[i] for i in range(min(count, len(ds)))])
-
-
 # ---------------------------------------------------------------------------- paired
 
 
-class _Pairs(Dataset):
+class _Pairs(SkipUnreadable, Dataset):
     """``(a, b, -1)``; each pair is one side-by-side file ``(file, None)`` or two files ``(file_a, file_b)``."""
 
-    def __init__(self, pairs: list[tuple[Path, Path | None]], resolution: int, mode_a: str, mode_b: str,
+    def __init__(self, root: Path, pairs: list[tuple[Path, Path | None]], resolution: int, mode_a: str, mode_b: str,
                  swap: bool) -> None:
-        self.pairs, self.mode_a, self.mode_b, self.swap = pairs, mode_a, mode_b, swap
+        self.root, self.pairs, self.mode_a, self.mode_b, self.swap = root, pairs, mode_a, mode_b, swap
         self.transform_a = _transform(resolution, len(mode_a))
         self.transform_b = _transform(resolution, len(mode_b))
 
     def __len__(self) -> int:
         return len(self.pairs)
 
-    def __getitem__(self, index: int):
+    def read(self, index: int):
         first, second = self.pairs[index]
         if second is None:  # side by side: split first, then each half is resized
-            img = _load(first, "RGB")
+            img = load_image(first, "RGB")
             half, h = img.width // 2, img.height  # an odd width loses its last column
             if half < 1:
-                raise DataError(f"paired_folder: {first} is {img.width} pixel(s) wide; a side-by-side image "
-                                f"needs width >= 2 (left half A, right half B).")
+                raise UnreadableFile(first, "1 pixel wide: a side-by-side image needs width >= 2 (left half A, "
+                                            "right half B)")
             left, right = img.crop((0, 0, half, h)), img.crop((half, 0, 2 * half, h))
         else:
-            left, right = _load(first, "RGB"), _load(second, "RGB")
+            left, right = load_image(first, "RGB"), load_image(second, "RGB")
         a, b = (right, left) if self.swap else (left, right)
         return self.transform_a(a.convert(self.mode_a)), self.transform_b(b.convert(self.mode_b)), -1
 
@@ -149,29 +147,34 @@ def paired_folder(root: str = "data/paired", resolution: int = 256, channels: in
         train, held = _hold_out(train, f"{path}/{split}")
     else:
         held = pairs(held_name)
-    test_ds = _Pairs(held, resolution, mode_a, mode_b, swap=direction == "BtoA")
-    items = [test_ds[i] for i in range(min(test_max, len(test_ds)))]
+    test_ds = _Pairs(path, held, resolution, mode_a, mode_b, swap=direction == "BtoA")
+    items = test_ds.readable(test_max)
     inputs, targets = (torch.stack([item[k] for item in items]) for k in (0, 1))
     test = TranslationTest(inputs=inputs, domain_b=targets, targets=targets, labels=None, domain_a=inputs)
-    train_ds = _Pairs(train, resolution, mode_a, mode_b, swap=direction == "BtoA")
+    train_ds = _Pairs(path, train, resolution, mode_a, mode_b, swap=direction == "BtoA")
+    train_ds[0]  # here, in the main process: one clear error if no pair at all can be read
+    files = [f for pair in train + held for f in pair if f is not None]
     return GanData(train_ds, kind="paired", shape=(len(mode_b), resolution, resolution),
-                   input_shape=(len(mode_a), resolution, resolution), name=path.name or "paired_folder", test=test)
+                   input_shape=(len(mode_a), resolution, resolution), name=path.name or "paired_folder", test=test,
+                   fingerprint=files_fingerprint(files, path, dataset="paired_folder", resolution=resolution,
+                                                 modes=(mode_a, mode_b), direction=direction, split=split,
+                                                 test_max=test_max))
 
 
 # ---------------------------------------------------------------------------- unpaired
 
 
-class _Images(Dataset):
+class _Images(SkipUnreadable, Dataset):
     """One domain's image files -> ``(C, R, R)`` tensors."""
 
-    def __init__(self, files: list[Path], resolution: int, mode: str) -> None:
-        self.files, self.mode, self.transform = files, mode, _transform(resolution, len(mode))
+    def __init__(self, root: Path, files: list[Path], resolution: int, mode: str) -> None:
+        self.root, self.files, self.mode, self.transform = root, files, mode, _transform(resolution, len(mode))
 
     def __len__(self) -> int:
         return len(self.files)
 
-    def __getitem__(self, index: int):
-        return self.transform(_load(self.files[index], self.mode))
+    def read(self, index: int):
+        return self.transform(load_image(self.files[index], self.mode))
 
 
 class _Unpaired(Dataset):
@@ -203,7 +206,7 @@ def unpaired_folder(root: str = "data/unpaired", resolution: int = 256, channels
     if not path.is_dir():
         raise DataError(f"Unpaired image folder {path} (dataset.root) does not exist or is not a folder. "
                         f"{_UNPAIRED_LAYOUT} Nothing is downloaded at run time.")
-    domains = {}
+    domains, files = {}, []
     for side, mode in (("A", mode_a), ("B", mode_b)):
         train = _images_under(path / f"train{side}")
         if not train:
@@ -212,12 +215,18 @@ def unpaired_folder(root: str = "data/unpaired", resolution: int = 256, channels
         held = _images_under(path / f"test{side}")
         if not held:
             train, held = _hold_out(train, str(path / f"train{side}"))
-        domains[side] = (_Images(train, resolution, mode), _Images(held, resolution, mode))
-    held_a, held_b = _stack(domains["A"][1], test_max), _stack(domains["B"][1], test_max)
-    return GanData(_Unpaired(domains["A"][0], domains["B"][0]), kind="unpaired",
+        train_ds = _Images(path / f"train{side}", train, resolution, mode)
+        train_ds[0]  # here, in the main process: one clear error if nothing at all can be read
+        held_ds = _Images(held[0].parent, held, resolution, mode)
+        domains[side] = (train_ds, torch.stack(held_ds.readable(test_max)))
+        files += train + held
+    (train_a, held_a), (train_b, held_b) = domains["A"], domains["B"]
+    return GanData(_Unpaired(train_a, train_b), kind="unpaired",
                    shape=(len(mode_b), resolution, resolution), input_shape=(len(mode_a), resolution, resolution),
                    name=path.name or "unpaired_folder",
-                   test=TranslationTest(inputs=held_a, domain_b=held_b, domain_a=held_a))
+                   test=TranslationTest(inputs=held_a, domain_b=held_b, domain_a=held_a),
+                   fingerprint=files_fingerprint(files, path, dataset="unpaired_folder", resolution=resolution,
+                                                 modes=(mode_a, mode_b), test_max=test_max))
 
 
 # ---------------------------------------------------------------------------- the user's images
@@ -236,9 +245,9 @@ def load_user_images(path: str | os.PathLike, channels: int, resolution: int) ->
     images, sizes = [], []
     for file in files:
         try:
-            img = _load(file, mode)
-        except (OSError, ValueError) as err:
-            raise ConfigError(f"input={path}: cannot read {file} as an image ({err}). {hint}") from err
+            img = load_image(file, mode)
+        except UnreadableFile as err:
+            raise ConfigError(f"input={path}: cannot read {file} as an image ({err.reason}). {hint}") from None
         sizes.append(img.size)
         images.append(transform(img))
     return torch.stack(images), sizes, files

@@ -2,7 +2,8 @@
 downloaded into that folder only when asked to (``download=True``, i.e. ``dataset.download=true``).
 
 Items are streamed from disk (not materialised): ``x`` is ``(C, R, R)`` in [-1, 1] and ``y``
-an int class index (-1 for an unlabelled image folder).
+an int class index (-1 for an unlabelled image folder). An unreadable file in an image folder is
+skipped with a warning (gan_cli/data/unreadable.py).
 """
 from __future__ import annotations
 
@@ -15,12 +16,13 @@ from functools import partial
 from pathlib import Path
 from typing import Callable
 
-from PIL import Image
 from torch.utils.data import Dataset
 from torchvision import datasets, transforms
 
 from gan_cli.data.base import GanData
 from gan_cli.data.embedded import check_channels, check_int
+from gan_cli.data.fingerprint import files_fingerprint
+from gan_cli.data.unreadable import SkipUnreadable, load_image
 from gan_cli.errors import DataError
 from gan_cli.fetch import READ_TIMEOUT
 
@@ -114,7 +116,9 @@ def _mnist_like(cls: type, name: str, folder: str, root, resolution: int, train:
             f"{_download_advice(download, raw)}; or fetch and gunzip them beforehand, then set dataset.root=/path "
             f"to the folder that contains {folder}/.{hint}{_cause(err)}"
         ) from err
-    return GanData(ds, kind="image", shape=(1, resolution, resolution), num_classes=10, name=name.lower())
+    files = [raw / f for f in _MNIST_FILES]
+    return GanData(ds, kind="image", shape=(1, resolution, resolution), num_classes=10, name=name.lower(),
+                   fingerprint=files_fingerprint(files, path, dataset=name, resolution=resolution, train=train))
 
 
 def mnist(root: str = "data/mnist", resolution: int = 32, train: bool = True, download: bool = False) -> GanData:
@@ -154,7 +158,10 @@ def cifar10(root: str = "data/cifar10", resolution: int = 32, train: bool = True
             f"{_download_advice(download, path)}; or set dataset.root=/path to the folder that contains "
             f"cifar-10-batches-py/.{hint}{_cause(err)}"
         ) from err
-    return GanData(ds, kind="image", shape=(3, resolution, resolution), num_classes=10, name="cifar10")
+    folder = path / datasets.CIFAR10.base_folder
+    return GanData(ds, kind="image", shape=(3, resolution, resolution), num_classes=10, name="cifar10",
+                   fingerprint=files_fingerprint([folder / f for f in _CIFAR10_FILES], path, dataset="cifar10",
+                                                 resolution=resolution, train=train))
 
 
 # ---------------------------------------------------------------------------- image folder
@@ -169,16 +176,11 @@ def _visible_subdirs(path: Path) -> list[Path]:
     return sorted(p for p in path.iterdir() if p.is_dir() and not p.name.startswith("."))
 
 
-def _load(file: str | os.PathLike, mode: str) -> Image.Image:
-    """Open an image as ``mode`` ("L" or "RGB"); GIFs give their first frame."""
-    with Image.open(file) as img:
-        return img.convert(mode)
-
-
-class _FlatImages(Dataset):
+class _FlatImages(SkipUnreadable, Dataset):
     """Every image file under a folder, recursively, with label -1."""
 
     def __init__(self, root: Path, transform: Callable, mode: str) -> None:
+        self.root = root
         self.files: list[Path] = []
         for folder, subdirs, files in os.walk(root):
             subdirs[:] = [d for d in subdirs if not d.startswith(".")]  # skip hidden folders
@@ -190,16 +192,19 @@ class _FlatImages(Dataset):
     def __len__(self) -> int:
         return len(self.files)
 
-    def __getitem__(self, index: int):
-        return self.transform(_load(self.files[index], self.mode)), -1
+    def read(self, index: int):
+        return self.transform(load_image(self.files[index], self.mode)), -1
 
 
-class _ClassFolders(datasets.ImageFolder):
+class _ClassFolders(SkipUnreadable, datasets.ImageFolder):
     """torchvision's ImageFolder, ignoring hidden folders such as ``.ipynb_checkpoints``."""
 
     def find_classes(self, directory):
         classes = [p.name for p in _visible_subdirs(Path(directory))]
         return classes, {c: i for i, c in enumerate(classes)}
+
+    def read(self, index: int):
+        return datasets.ImageFolder.__getitem__(self, index)
 
 
 def image_folder(root: str = "data/images", resolution: int = 64, channels: int = 3) -> GanData:
@@ -224,7 +229,7 @@ def image_folder(root: str = "data/images", resolution: int = 64, channels: int 
         ds: Dataset = _ClassFolders(
             str(path),
             transform=transform,
-            loader=partial(_load, mode=mode),  # picklable, for DataLoader workers
+            loader=partial(load_image, mode=mode),  # picklable, for DataLoader workers
             is_valid_file=_is_image,
             allow_empty=True,
         )
@@ -232,11 +237,15 @@ def image_folder(root: str = "data/images", resolution: int = 64, channels: int 
     else:
         ds = _FlatImages(path, transform, mode)
         num_classes = 0
+    files = ds.files if isinstance(ds, _FlatImages) else [file for file, _ in ds.samples]
     if len(ds) == 0:
         raise DataError(
             f"No images found under {path} (dataset.root), searched recursively. "
             f"Accepted extensions: {', '.join(IMAGE_EXTENSIONS)} (any case). "
             f"Set dataset.root=/path to a folder that holds such files. {_NO_DOWNLOAD}."
         )
+    ds[0]  # here, in the main process: one clear error if nothing at all can be read
     shape = (channels, resolution, resolution)
-    return GanData(ds, kind="image", shape=shape, num_classes=num_classes, name=path.name or "image_folder")
+    return GanData(ds, kind="image", shape=shape, num_classes=num_classes, name=path.name or "image_folder",
+                   fingerprint=files_fingerprint(files, path, dataset="image_folder", resolution=resolution,
+                                                 channels=channels))

@@ -4,10 +4,13 @@ Each epoch is a permutation drawn from (seed, epoch), so the stream's whole stat
 number of batches consumed: a resumed run sees exactly the batches it would have seen.
 In-memory datasets are moved to the device once and indexed there (no DataLoader, no
 host-device copy per step); others go through a DataLoader with workers and pinned memory.
+Whatever way reading ends (done, an error in a worker, an error in training), the workers are
+stopped; a worker's error ends the run as one DataError paragraph.
 """
 from __future__ import annotations
 
 import math
+import time
 from collections.abc import Iterator
 from dataclasses import replace
 
@@ -15,10 +18,11 @@ import torch
 from torch import Tensor
 from torch.utils.data import DataLoader, Sampler, TensorDataset
 
+from gan_cli.data import unreadable
 from gan_cli.data.base import GanData
 from gan_cli.host_copy import to_device
 from gan_cli.interrupt import ignore_stop_signals
-from gan_cli.errors import ConfigError
+from gan_cli.errors import ConfigError, DataError, GanCliError
 
 
 class EpochBatchSampler(Sampler[list[int]]):
@@ -59,14 +63,48 @@ def materialize(data: GanData, limit_gb: float, num_workers: int) -> GanData:
     if data.in_memory or len(data) * floats * 4 > limit_gb * 2**30:
         return data
     loader = DataLoader(data.dataset, batch_size=512, num_workers=num_workers, generator=torch.Generator(),
-                        worker_init_fn=ignore_stop_signals)
-    columns = zip(*(tuple(torch.as_tensor(t) for t in batch) for batch in loader))  # x, ..., y
-    return replace(data, dataset=TensorDataset(*(torch.cat(c) for c in columns)))
+                        worker_init_fn=ignore_stop_signals, collate_fn=unreadable.collate)
+    workers = iter(loader)
+    try:
+        columns = zip(*(tuple(torch.as_tensor(t) for t in batch) for batch in _batches(workers, data)))  # x, ..., y
+        return replace(data, dataset=TensorDataset(*(torch.cat(c) for c in columns)))
+    finally:
+        _stop(workers)
+
+
+def _batches(workers: Iterator, data: GanData) -> Iterator:
+    """The batches of a DataLoader's iterator, with the files its workers skipped named; any error in a
+    worker (a torch re-raise holding the worker's traceback, or a worker that died) as one DataError."""
+    try:
+        for batch in workers:
+            yield unreadable.unpack(batch)
+    except Exception as err:
+        lines = str(err).strip().splitlines() or [type(err).__name__]
+        cause = lines[-1].split(": ", 1)[-1] if "Original Traceback" in str(err) else lines[-1]
+        if isinstance(err, GanCliError):
+            raise type(err)(cause) from err
+        raise DataError(f"Reading {data.name or 'the dataset'} failed in a DataLoader worker: {type(err).__name__}: "
+                        f"{cause}. trainer.num_workers=0 reads in the main process instead; HYDRA_FULL_ERROR=1 "
+                        f"shows the traceback.") from err
+
+
+def _stop(workers: Iterator | None) -> None:
+    """Stop a DataLoader's workers now. They ignore stop signals, and so the SIGTERM with which torch
+    ends a worker that does not finish in 5 s and multiprocessing's exit handler ends them all (it
+    would then wait for ever): they are told to finish, and one still busy after that is killed."""
+    shutdown = getattr(workers, "_shutdown_workers", None)
+    if shutdown is not None:
+        shutdown()
+    for worker in getattr(workers, "_workers", ()):
+        if worker.is_alive():
+            worker.kill()
+            worker.join()
 
 
 class BatchStream:
     """`next()` gives one batch of every item field on the device: `(x, y)`, or `(a, b, y)` and
-    `(a, b, y_a, y_b)` for translation data; `consumed` is the resume state."""
+    `(a, b, y_a, y_b)` for translation data; `consumed` is the resume state; `waited_s` the host time
+    spent in `next()` so far (perf/data_ms)."""
 
     def __init__(self, data: GanData, batch_size: int, device: torch.device, *, seed: int = 0,
                  num_workers: int = 2, consumed: int = 0, rank: int = 0, world: int = 1):
@@ -80,6 +118,7 @@ class BatchStream:
         self.data, self.batch_size, self.device, self.seed = data, batch_size, device, seed
         self.num_workers = num_workers
         self.consumed = consumed
+        self.waited_s = 0.0
         self._workers = None  # the DataLoader's iterator, when the data is streamed
         self._iter: Iterator[tuple[Tensor, ...]] | None = None  # started by the first batch asked for
 
@@ -96,12 +135,13 @@ class BatchStream:
             pin_memory=self.device.type == "cuda", persistent_workers=self.num_workers > 0,
             generator=torch.Generator().manual_seed(self.seed),  # worker seeds; leaves the global RNG alone
             worker_init_fn=ignore_stop_signals,  # the main process finishes the iteration, then stops them
+            collate_fn=unreadable.collate,  # the batch, and the files skipped while reading it
         )
         return self._stream(loader)
 
     def _stream(self, loader: DataLoader) -> Iterator[tuple[Tensor, ...]]:
         self._workers = iter(loader)  # the workers start with the first batch asked for
-        for batch in self._workers:
+        for batch in _batches(self._workers, self.data):
             yield tuple(torch.as_tensor(t).to(self.device, non_blocking=True) for t in batch)
 
     def restart(self, consumed: int) -> None:
@@ -111,18 +151,17 @@ class BatchStream:
         self._iter = None
 
     def close(self) -> None:
-        """Stop the DataLoader workers now. They ignore stop signals (and so the SIGTERM that
-        multiprocessing's exit handler would send them), so they are told to finish instead."""
-        shutdown = getattr(self._workers, "_shutdown_workers", None)
-        if shutdown is not None:
-            shutdown()
+        """Stop the DataLoader workers now (see `_stop`)."""
+        _stop(self._workers)
         self._workers = None
 
     def next(self) -> tuple[Tensor, ...]:
+        start = time.perf_counter()  # the host's clock only: no device sync
         if self._iter is None:
             self._iter = self._start()
         batch = next(self._iter)
         if self.data.decode is not None:  # uint8 images -> [-1, 1] floats, on the device
             batch = (self.data.decode(batch[0], self.consumed), *batch[1:])
         self.consumed += 1
+        self.waited_s += time.perf_counter() - start
         return batch

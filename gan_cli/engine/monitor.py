@@ -41,26 +41,28 @@ class Monitor:
 
     def start(self) -> None:
         """The clock of perf/* starts (again) here: when the loop starts."""
-        self.clock, self._window = ui.Stopwatch(), (0.0, self.progress.step)
+        self.clock, self._window = ui.Stopwatch(), (0.0, self.progress.step, self.run.batches.waited_s)
 
     def log_step(self, bar: ui.TrainProgress) -> None:
-        step = self.progress.step
-        now, (window_start, window_step) = self.clock(), self._window
+        step, waited = self.progress.step, self.run.batches.waited_s
+        now, (window_start, window_step, window_waited) = self.clock(), self._window
         stats = self.run.updates.stats.read()
         self.check_finite(stats)
-        stats.update(self._extra_scalars(step - window_step, now - window_start))
+        stats.update(self._extra_scalars(step - window_step, now - window_start, waited - window_waited))
         stats.update(self._diagnose(stats))
-        self._window, self.stats = (now, step), stats
+        self._window, self.stats = (now, step, waited), stats
         self.logger.scalars(step, stats)
         bar.show(step, stats)
         log.info("step %d  %s", step, ui.format_stats(stats))
 
-    def _extra_scalars(self, steps: int, seconds: float) -> dict[str, float]:
+    def _extra_scalars(self, steps: int, seconds: float, waited: float) -> dict[str, float]:
+        """`steps` iterations took `seconds`, of which `waited` in BatchStream.next."""
         return {
             **self._grad_norms(),
             **{f"lr/{k}": opt.param_groups[0]["lr"] for k, opt in sorted(self.run.optimizers.items())},
             "perf/img_per_s": steps * self.batch_size / max(seconds, 1e-9),
             "perf/step_ms": seconds / max(steps, 1) * 1000,
+            "perf/data_ms": waited / max(steps, 1) * 1000,
             "perf/mem_gb": peak_memory_gb(self.device),
         }
 
@@ -91,6 +93,8 @@ class Monitor:
             torch.manual_seed(step)  # a fresh batch without touching the training RNG
             fake = self.run.game.fresh_outputs(self.output_networks(), len(self.real_batch), self.device)
         extra["diversity_ratio"] = diversity_ratio(fake, self.real_batch)
+        if not self.run.data.in_memory:  # read from disk: what the doctor's data_bound fixes apply to
+            extra["data_wait"] = stats["perf/data_ms"] / max(stats["perf/step_ms"], 1e-9)
         for finding in doctor.observe(step, stats, extra):
             ui.console.print(f"[bold yellow]doctor[/] step {finding.step}: {finding.message} "
                              f"[bold]Try:[/] {finding.fix}", highlight=False, soft_wrap=True)

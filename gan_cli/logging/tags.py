@@ -50,6 +50,9 @@ def tag_help(probabilities: bool) -> dict[str, str]:
         "lr/G": "Generator learning rate.",
         "perf/img_per_s": "Training throughput: generator steps x batch size per second.",
         "perf/step_ms": "Wall time per training iteration (D and G updates), milliseconds.",
+        "perf/data_ms": "Of perf/step_ms, the wall time an iteration waited for its batches (reading, decoding, "
+                        "copying to the device), milliseconds. Over 20% of the step for data read from disk, the "
+                        "doctor reports data as the bottleneck (health/data_bound).",
         "perf/mem_gb": "Peak memory: allocated GPU memory, or the process's resident memory on the CPU.",
         **HEALTH,
         **METRICS,
@@ -73,6 +76,7 @@ HEALTH = {  # gan_cli/doctor.py SYMPTOMS
     "health/oscillation": _EPISODE + "loss/G and loss/D swing periodically without a trend.",
     "health/critic_flat": _EPISODE + "WGAN: the critic's loss/D stays flat (weight clipping too tight?).",
     "health/gp_off": _EPISODE + "WGAN-GP: the gradient norm on interpolates (diag/gp_grad_norm) is far from 1.",
+    "health/data_bound": _EPISODE + "Data read from disk is the bottleneck: perf/data_ms is over 20% of perf/step_ms.",
     "health/diversity_ratio": "Training doctor: mean pairwise distance of fresh fakes / of a real batch "
                               "(about 1 when as diverse as the data, near 0 for mode collapse).",
 }
