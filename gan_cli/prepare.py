@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import signal
+import sys
 import tarfile
 import zipfile
 from collections import Counter
@@ -17,10 +19,10 @@ from gan_cli.errors import ConfigError, DataError
 from gan_cli.hydra_app import report_errors
 from gan_cli.logging.console import console
 from gan_cli.prep.images import FILTERS, decode
-from gan_cli.prep.sources import file_labels, folder_labels, list_archive, list_folder
+from gan_cli.prep.sources import IMAGE_EXTENSIONS, file_labels, folder_labels, list_archive, list_folder
 
 TORCHVISION = ("mnist", "fashion_mnist", "cifar10")
-POWER_OF_TWO_MODELS = "dcgan, progan, stylegan, resnet, sagan, biggan"
+POWER_OF_TWO_MODELS = "dcgan, cgan, resnet, sagan, biggan, progan, stylegan and pix2pix"
 CHUNK = 64
 
 
@@ -35,7 +37,12 @@ def _check(cfg: DictConfig) -> None:
         raise ConfigError(f"resolution={cfg.resolution!r} must be a positive integer (e.g. 64).")
     if cfg.resolution & (cfg.resolution - 1):
         console.print(f"[yellow]warning:[/] resolution={cfg.resolution} is not a power of two; "
-                      f"{POWER_OF_TWO_MODELS} need one (mlp and the translation models do not).")
+                      f"{POWER_OF_TWO_MODELS} need one (mlp does not; cyclegan needs a multiple of 4).")
+
+
+def _ignore_ctrl_c() -> None:
+    """Pool workers: Ctrl-C reaches the whole process group; the main process alone stops (and terminates them)."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 def _load_chunk(names: list[str], source: str, archive: str | None, settings: dict) -> list:
@@ -105,7 +112,7 @@ def prepare(cfg: DictConfig) -> dict:
         labels, classes = file_labels(Path(os.path.expanduser(labels_opt)), names)
     if not names:
         raise DataError(f"source={source} holds no images (searched recursively for "
-                        f"{', '.join(__import__('gan_cli.data.vision', fromlist=['x']).IMAGE_EXTENSIONS)}).")
+                        f"{', '.join(IMAGE_EXTENSIONS)}).")
     settings = dict(resolution=cfg.resolution, channels=cfg.channels, crop=cfg.crop, filter=cfg.filter,
                     background=tuple(int(c) for c in cfg.background), min_size=int(cfg.min_size))
     chunks = [names[i:i + CHUNK] for i in range(0, len(names), CHUNK)]
@@ -113,10 +120,12 @@ def prepare(cfg: DictConfig) -> dict:
     max_images = cfg.max_images if cfg.max_images is not None else len(names)
     skipped: list[dict] = [{"file": p, "reason": "symlink loop"} for p in loops]
     kept_labels: set[int] = set()
-    writer = PreparedWriter(out)
     workers = cfg.workers or os.cpu_count() or 1
-    pool = multiprocessing.get_context("spawn" if os.name == "nt" else "fork").Pool(workers) if workers > 1 else None
+    writer = pool = None
     try:
+        writer = PreparedWriter(out)
+        if workers > 1:  # workers ignore Ctrl-C: the main process stops them and removes the temp folder
+            pool = multiprocessing.get_context("spawn" if os.name == "nt" else "fork").Pool(workers, _ignore_ctrl_c)
         results = pool.imap(work, chunks) if pool else map(work, chunks)
         with progress_bar(len(names) if cfg.max_images is None else min(max_images, len(names))) as advance:
             i = 0
@@ -141,15 +150,12 @@ def prepare(cfg: DictConfig) -> dict:
                     "options": OmegaConf.to_container(cfg, resolve=True),
                     "num_classes": len(classes), "class_names": classes,
                     "skipped_count": len(skipped), "skipped": skipped}
-        try:
-            manifest = writer.finish(manifest, cfg.overwrite)
-        except OSError as e:
-            raise DataError(f"out={out}: writing the prepared dataset failed ({e.strerror or e}); "
-                            f"nothing was left. Free some space or choose another out=.") from e
+        manifest = writer.finish(manifest, cfg.overwrite)
     except BaseException:
         if pool:
             pool.terminate()
-        writer.abandon()
+        if writer is not None:
+            writer.abandon()
         raise
     finally:
         if pool:
@@ -173,7 +179,12 @@ def _report(manifest: dict, out: Path) -> None:
 @hydra.main(version_base="1.3", config_path=config_dir(), config_name="prepare")
 @report_errors
 def main(cfg: DictConfig) -> dict:
-    return prepare(cfg)
+    try:
+        return prepare(cfg)
+    except KeyboardInterrupt:
+        console.print(f"\n[yellow]Ctrl-C: stopped preparing; its temp folder was removed and nothing was written "
+                      f"to out={cfg.out}.[/]", highlight=False)
+        sys.exit(128 + signal.SIGINT)
 
 
 if __name__ == "__main__":

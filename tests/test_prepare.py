@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import os
 
 import numpy as np
 import pytest
@@ -124,3 +125,76 @@ def test_cgan_trains_on_prepared_labels(folder, tmp_path):
     result = train(compose_cfg(*FAST, "model=cgan", "dataset=prepared", f"dataset.path={tmp_path / 'p'}",
                                "trainer.batch_size=4"), tmp_path / "run")
     assert result["step"] == 4
+
+
+def test_non_power_of_two_warns_and_overwrite_replaces(folder, tmp_path, capsys):
+    prepare(cfg(folder, tmp_path / "p", resolution=12))
+    said = capsys.readouterr().out
+    assert "resolution=12 is not a power of two" in said and "dcgan" in said and "pix2pix" in said
+    m = prepare(cfg(folder, tmp_path / "p", overwrite=True))
+    assert m["shape"] == [3, 8, 8] and json.loads((tmp_path / "p" / "manifest.json").read_text())["shape"] == [3, 8, 8]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["p", "src"]  # no temp or old folder left
+
+
+@pytest.mark.parametrize("where", ["images", "manifest"])
+def test_disk_full_removes_the_temp_folder(folder, tmp_path, monkeypatch, where):
+    # A full disk cannot be made here without root: the writer's writes raise ENOSPC as the OS would.
+    import errno
+    import pathlib
+
+    from gan_cli.prep import writer
+
+    def full(*args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    class FullDisk:
+        closed = False
+        write = full
+
+        def __init__(self, *args):
+            pass
+
+        def close(self):
+            self.closed = True
+
+    if where == "images":
+        monkeypatch.setattr(writer, "open", FullDisk, raising=False)
+    else:
+        monkeypatch.setattr(pathlib.Path, "write_text", full)
+    with pytest.raises(DataError, match=r"No space left on device.*temp folder .* was removed and nothing was written"):
+        prepare(cfg(folder, tmp_path / "p"))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["src"]
+
+
+def test_ctrl_c_stops_at_once_and_leaves_nothing(tmp_path):
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from tests.conftest import REPO
+
+    src = tmp_path / "src"
+    src.mkdir()
+    Image.effect_noise((1500, 1500), 60).convert("RGB").save(src / "big.jpg", quality=95)  # tens of ms each
+    for i in range(400):
+        (src / f"{i}.jpg").symlink_to(src / "big.jpg")
+    cmd = [sys.executable, "-m", "gan_cli.cli", "prepare", f"source={src}", f"out={tmp_path / 'p'}", "workers=2"]
+    proc = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            start_new_session=True)
+    while not list(tmp_path.glob(".p.partial-*")) and proc.poll() is None:
+        time.sleep(0.02)
+    time.sleep(0.3)  # decoding in the workers
+    os.killpg(proc.pid, signal.SIGINT)  # as a terminal's Ctrl-C: to the whole process group, workers too
+    start = time.perf_counter()
+    out, _ = proc.communicate(timeout=20)
+    assert time.perf_counter() - start < 3, out
+    assert proc.returncode == 130 and "nothing was written" in out and "Traceback" not in out, out
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["src"]
+
+
+def test_image_extensions_match_the_streaming_reader():
+    from gan_cli.data.vision import IMAGE_EXTENSIONS
+    from gan_cli.prep.sources import IMAGE_EXTENSIONS as PREPARE_EXTENSIONS
+
+    assert PREPARE_EXTENSIONS == IMAGE_EXTENSIONS

@@ -8,8 +8,11 @@ import tarfile
 import zipfile
 from pathlib import Path
 
-from gan_cli.data.vision import IMAGE_EXTENSIONS
 from gan_cli.errors import DataError
+
+# gan_cli.data.vision's list (a test keeps them equal); not imported from there, since that loads torch and
+# torchvision, seconds before `gan prepare` can start on a folder of images
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".gif", ".tif", ".tiff")
 
 
 def _is_image_name(name: str) -> bool:
@@ -41,11 +44,6 @@ def list_archive(path: Path) -> list[str]:
             return sorted(n for n in z.namelist() if not n.endswith("/") and _is_image_name(n))
     with tarfile.open(path) as t:
         return sorted(m.name for m in t.getmembers() if m.isfile() and _is_image_name(m.name))
-
-
-def read_member(source: str, name: str) -> bytes:
-    """The bytes of one image (called in worker processes; archives are opened per chunk by the caller)."""
-    return Path(source, name).read_bytes()
 
 
 def folder_labels(names: list[str]) -> tuple[list[int], list[str]]:
