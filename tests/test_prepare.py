@@ -192,9 +192,3 @@ def test_ctrl_c_stops_at_once_and_leaves_nothing(tmp_path):
     assert proc.returncode == 130 and "nothing was written" in out and "Traceback" not in out, out
     assert sorted(p.name for p in tmp_path.iterdir()) == ["src"]
 
-
-def test_image_extensions_match_the_streaming_reader():
-    from gan_cli.data.vision import IMAGE_EXTENSIONS
-    from gan_cli.prep.sources import IMAGE_EXTENSIONS as PREPARE_EXTENSIONS
-
-    assert PREPARE_EXTENSIONS == IMAGE_EXTENSIONS

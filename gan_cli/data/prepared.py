@@ -11,8 +11,8 @@ from torch import Tensor
 from torch.utils.data import Dataset, TensorDataset
 
 from gan_cli.data.base import GanData
+from gan_cli.data.formats import FORMAT_VERSION, IMAGES, LABELS, MANIFEST
 from gan_cli.errors import DataError
-from gan_cli.prep.writer import FORMAT_VERSION, IMAGES, LABELS, MANIFEST
 
 RUN = "gan prepare source=IMAGES out={path} resolution=64"
 

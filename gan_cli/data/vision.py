@@ -22,11 +22,11 @@ from torchvision import datasets, transforms
 from gan_cli.data.base import GanData
 from gan_cli.data.embedded import check_channels, check_int
 from gan_cli.data.fingerprint import files_fingerprint
+from gan_cli.data.formats import IMAGE_EXTENSIONS
 from gan_cli.data.unreadable import SkipUnreadable, load_image
 from gan_cli.errors import DataError
 from gan_cli.fetch import READ_TIMEOUT
 
-IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".gif", ".tif", ".tiff")
 _MNIST_FILES = (
     "train-images-idx3-ubyte",
     "train-labels-idx1-ubyte",

@@ -8,11 +8,8 @@ import tarfile
 import zipfile
 from pathlib import Path
 
+from gan_cli.data.formats import IMAGE_EXTENSIONS
 from gan_cli.errors import DataError
-
-# gan_cli.data.vision's list (a test keeps them equal); not imported from there, since that loads torch and
-# torchvision, seconds before `gan prepare` can start on a folder of images
-IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".gif", ".tif", ".tiff")
 
 
 def _is_image_name(name: str) -> bool:

@@ -1,4 +1,4 @@
-"""The prepared-dataset format: <out>/images.u8 (N, C, R, R) uint8 raw, labels.i64 (N,) int64, manifest.json.
+"""Writes a prepared dataset (the layout: gan_cli.data.formats).
 
 Written into a temp folder beside `out` and renamed at the end, so a failed or stopped run leaves nothing.
 A write that fails (a full disk) removes the temp folder and is one DataError.
@@ -14,10 +14,9 @@ from pathlib import Path
 
 import numpy as np
 
+from gan_cli.data.formats import FORMAT_VERSION, IMAGES, LABELS, MANIFEST
 from gan_cli.errors import DataError
 
-FORMAT_VERSION = 1
-IMAGES, LABELS, MANIFEST = "images.u8", "labels.i64", "manifest.json"
 
 
 class PreparedWriter:
