@@ -102,8 +102,10 @@ def load_checkpoint(path: Path, map_location: str | torch.device = "cpu") -> dic
     missing = {"step", "networks", "optimizers", "fixed", "rng"} - set(state)
     if missing:
         raise CheckpointError(f"Checkpoint {path} is not a gan_cli training checkpoint (missing {sorted(missing)}).")
-    from gan_cli.trust import check_config  # a shared checkpoint may name only code the user trusts
+    from gan_cli.trust import check_config, with_current_names  # a shared checkpoint may name only trusted code
 
+    if isinstance(state.get("config"), dict):
+        state["config"] = with_current_names(state["config"])
     check_config(state.get("config"), f"Checkpoint {path}'s stored config")
     return state
 

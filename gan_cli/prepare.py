@@ -19,7 +19,7 @@ from gan_cli.errors import ConfigError, DataError
 from gan_cli.hydra_app import report_errors
 from gan_cli.logging.console import console
 from gan_cli.prep.images import FILTERS, decode
-from gan_cli.prep.sources import IMAGE_EXTENSIONS, file_labels, folder_labels, list_archive, list_folder
+from gan_cli.prep.image_sources import IMAGE_EXTENSIONS, file_labels, folder_labels, list_archive, list_folder
 
 TORCHVISION = ("mnist", "fashion_mnist", "cifar10")
 POWER_OF_TWO_MODELS = "dcgan, cgan, resnet, sagan, biggan, progan, stylegan and pix2pix"

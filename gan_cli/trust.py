@@ -22,15 +22,15 @@ ENV = "GAN_CLI_TRUST"
 BUILDERS = frozenset({
     "gan_cli.models.dcgan.build", "gan_cli.models.mlp.build", "gan_cli.models.cgan.build",
     "gan_cli.models.resnet.build", "gan_cli.models.sagan.build",
-    "gan_cli.models.translation.build", "gan_cli.models.cyclegan.build",
+    "gan_cli.models.pix2pix.build", "gan_cli.models.cyclegan.build",
     "gan_cli.models.stylegan.build", "gan_cli.models.progan.build", "gan_cli.models.biggan.build",
     "gan_cli.data.embedded.digits", "gan_cli.data.embedded.ring8", "gan_cli.data.embedded.grid25",
     "gan_cli.data.embedded.fake",
     "gan_cli.data.vision.mnist", "gan_cli.data.vision.fashion_mnist", "gan_cli.data.vision.cifar10",
     "gan_cli.data.vision.image_folder",
     "gan_cli.data.prepared.prepared",
-    "gan_cli.data.translation.digits_edges", "gan_cli.data.translation.digits_inpaint",
-    "gan_cli.data.translation.digits_unpaired",
+    "gan_cli.data.digit_translation.digits_edges", "gan_cli.data.digit_translation.digits_inpaint",
+    "gan_cli.data.digit_translation.digits_unpaired",
     "gan_cli.data.translation_folders.paired_folder", "gan_cli.data.translation_folders.unpaired_folder",
     "gan_cli.losses.adversarial.Minimax", "gan_cli.losses.adversarial.NonSaturating",
     "gan_cli.losses.adversarial.LeastSquares", "gan_cli.losses.adversarial.Hinge",
@@ -39,6 +39,23 @@ BUILDERS = frozenset({
     "gan_cli.losses.penalties.GradientPenalty",
     "gan_cli.hydra_app.RunFolderCheck",  # configs/train.yaml's Hydra callback
 })
+
+# Builders that moved, old name -> new: a checkpoint written before the move names the old one.
+RENAMED = {
+    "gan_cli.models.translation.build": "gan_cli.models.pix2pix.build",
+    **{f"gan_cli.data.translation.{n}": f"gan_cli.data.digit_translation.{n}"
+       for n in ("digits_edges", "digits_inpaint", "digits_unpaired")},
+}
+
+
+def with_current_names(node: Any) -> Any:
+    """A plain config tree (dicts and lists) with every moved `_target_` under its current name."""
+    if isinstance(node, dict):
+        return {k: RENAMED.get(v, v) if k == "_target_" and isinstance(v, str) else with_current_names(v)
+                for k, v in node.items()}
+    if isinstance(node, list):
+        return [with_current_names(v) for v in node]
+    return node
 
 
 @lru_cache(maxsize=None)

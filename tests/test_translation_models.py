@@ -6,9 +6,9 @@ import torch
 from torch import nn
 
 from gan_cli.errors import ConfigError
-from gan_cli.models import cyclegan, translation
+from gan_cli.models import cyclegan, pix2pix
 from gan_cli.models.cyclegan import ResnetBlock, ResnetGenerator
-from gan_cli.models.translation import PatchDiscriminator, UNetGenerator, receptive_field
+from gan_cli.models.pix2pix import PatchDiscriminator, UNetGenerator, receptive_field
 
 BATCH = 2
 CHANNELS = [(1, 1), (1, 3), (3, 3)]  # (input / domain A, output / domain B)
@@ -33,7 +33,7 @@ def check_logits(d: nn.Module, x: torch.Tensor, layers: int) -> None:
 @pytest.mark.parametrize("c_in, c_out", CHANNELS)
 def test_pix2pix_shapes_and_range(c_in, c_out, resolution):
     layers = d_layers_for(resolution)
-    nets = translation.build((c_out, resolution, resolution), (c_in, resolution, resolution),
+    nets = pix2pix.build((c_out, resolution, resolution), (c_in, resolution, resolution),
                              g_width=8, d_width=8, d_layers=layers)
     assert set(nets) == {"G", "D"} and not any(net.conditional for net in nets.values())
     a = images(c_in, resolution)
@@ -59,7 +59,7 @@ def test_cyclegan_shapes_and_range(c_a, c_b, resolution):
 
 
 def test_input_shape_defaults_to_shape():
-    nets = translation.build((3, 32, 32), g_width=8, d_width=8)
+    nets = pix2pix.build((3, 32, 32), g_width=8, d_width=8)
     assert nets["G"].down[0][0].in_channels == 3 and nets["D"].main[0].in_channels == 6
     nets = cyclegan.build((3, 32, 32), g_width=8, d_width=8, blocks=1)
     assert nets["G_ab"].main[1].in_channels == nets["G_ba"].main[1].in_channels == 3
@@ -154,7 +154,7 @@ def check_biases(nets: dict[str, nn.Module]) -> None:
 
 @pytest.mark.parametrize("norm, layer", [("batch", nn.BatchNorm2d), ("instance", nn.InstanceNorm2d)])
 def test_norm_choice(norm, layer):
-    p2p = translation.build((1, 32, 32), g_width=8, d_width=8, norm=norm)
+    p2p = pix2pix.build((1, 32, 32), g_width=8, d_width=8, norm=norm)
     cyc = cyclegan.build((1, 32, 32), g_width=8, d_width=8, blocks=1, norm=norm)
     for nets in (p2p, cyc):
         assert norm_layers(nets) == {layer}
@@ -165,7 +165,7 @@ def test_norm_choice(norm, layer):
 
 
 def test_init_weights():
-    nets = translation.build((3, 64, 64), g_width=16, d_width=16)
+    nets = pix2pix.build((3, 64, 64), g_width=16, d_width=16)
     convs = [m for net in nets.values() for m in net.modules() if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d))]
     weights = torch.cat([m.weight.flatten() for m in convs])
     assert abs(weights.std().item() - 0.02) < 0.002 and abs(weights.mean().item()) < 0.002
@@ -187,18 +187,18 @@ def test_resnet_blocks():
 
 
 @pytest.mark.parametrize("build, kwargs, words", [
-    (translation.build, {"shape": (1, 32, 32), "norm": "group"}, ["model.norm", "batch", "instance"]),
+    (pix2pix.build, {"shape": (1, 32, 32), "norm": "group"}, ["model.norm", "batch", "instance"]),
     (cyclegan.build, {"shape": (1, 32, 32), "norm": "none"}, ["model.norm", "batch", "instance"]),
-    (translation.build, {"shape": (1, 24, 24)}, ["dataset.resolution", "power of two"]),
+    (pix2pix.build, {"shape": (1, 24, 24)}, ["dataset.resolution", "power of two"]),
     (cyclegan.build, {"shape": (1, 18, 18)}, ["dataset.resolution", "multiple of 4", "16"]),
-    (translation.build, {"shape": (2,)}, ["dataset", "image"]),
+    (pix2pix.build, {"shape": (2,)}, ["dataset", "image"]),
     (cyclegan.build, {"shape": (2,)}, ["dataset", "image"]),
-    (translation.build, {"shape": (1, 32, 24)}, ["square", "dataset.resolution"]),
-    (translation.build, {"shape": (1, 32, 32), "input_shape": (1, 64, 64)}, ["dataset.resolution"]),
-    (translation.build, {"shape": (1, 32, 32), "depth": 6}, ["model.depth", "1 to 5"]),
-    (translation.build, {"shape": (1, 32, 32), "depth": 0}, ["model.depth"]),
-    (translation.build, {"shape": (1, 32, 32), "dropout": 1.0}, ["model.dropout"]),
-    (translation.build, {"shape": (1, 16, 16)}, ["model.d_layers=3", "model.d_layers <= 2", ">= 24"]),
+    (pix2pix.build, {"shape": (1, 32, 24)}, ["square", "dataset.resolution"]),
+    (pix2pix.build, {"shape": (1, 32, 32), "input_shape": (1, 64, 64)}, ["dataset.resolution"]),
+    (pix2pix.build, {"shape": (1, 32, 32), "depth": 6}, ["model.depth", "1 to 5"]),
+    (pix2pix.build, {"shape": (1, 32, 32), "depth": 0}, ["model.depth"]),
+    (pix2pix.build, {"shape": (1, 32, 32), "dropout": 1.0}, ["model.dropout"]),
+    (pix2pix.build, {"shape": (1, 16, 16)}, ["model.d_layers=3", "model.d_layers <= 2", ">= 24"]),
     (cyclegan.build, {"shape": (1, 32, 32), "blocks": 0}, ["model.blocks"]),
     (cyclegan.build, {"shape": (1, 32, 32), "g_width": 0}, ["model.g_width"]),
 ])

@@ -7,6 +7,7 @@ import pytest
 import torch
 from PIL import Image
 
+from gan_cli.checkpoint import load_checkpoint
 from gan_cli.engine.trainer import train
 from gan_cli.errors import ConfigError, DataError
 from tests.conftest import compose_cfg, run_gan
@@ -156,6 +157,21 @@ def test_pix2pix_samples_and_evaluates(tmp_path):
     assert done.returncode == 0, done.stderr
     results = json.loads((tmp_path / "eval.json").read_text())["metrics"]
     assert set(results) == {"l1", "psnr", "ssim", "fd_raw"} and 0 < results["l1"] < 2
+
+
+def test_checkpoint_naming_the_old_builder_modules_still_resumes(tmp_path):
+    """models/translation.py became models/pix2pix.py and data/translation.py data/digit_translation.py:
+    a checkpoint written before names the old modules, and still loads and resumes."""
+    run = tmp_path / "run"
+    train(compose_cfg(*PIX2PIX), run)
+    last = run / "checkpoints/last.pt"
+    state = torch.load(last, weights_only=True)
+    state["config"]["model"]["_target_"] = "gan_cli.models.translation.build"
+    state["config"]["dataset"]["_target_"] = "gan_cli.data.translation.digits_edges"
+    torch.save(state, last)
+    assert load_checkpoint(last)["config"]["model"]["_target_"] == "gan_cli.models.pix2pix.build"
+    train(compose_cfg(*PIX2PIX[:-1], "trainer.max_steps=6", f"trainer.resume={last}"), run)
+    assert torch.load(last, weights_only=True)["step"] == 6
 
 
 # ---------------------------------------------------------------------------- clear errors

@@ -10,7 +10,7 @@ from torch import Tensor, nn
 
 from gan_cli.errors import ConfigError
 from gan_cli.models.base import Networks, require_positive_int
-from gan_cli.models.translation import PatchDiscriminator, check_d_layers, check_pair, init_weights, norm_layer
+from gan_cli.models.pix2pix import PatchDiscriminator, check_d_layers, check_pair, init_weights, norm_layer
 
 
 class ResnetBlock(nn.Module):
