@@ -109,6 +109,20 @@ def test_every_evaluation_is_kept_by_protocol(ring_run, monkeypatch):
 
 # ---- quantisation and resize as the reference tools do them -------------------------------------------------
 
+def test_an_app_run_in_this_process_leaves_the_loggers_working(ring_run, monkeypatch, caplog):
+    """The apps' quiet logging must not disable loggers that already exist (Hydra's `disabled` does): a caller
+    that runs `gan eval` and then trains in the same process still gets the trainer's log."""
+    import logging
+
+    gan_eval(monkeypatch, f"ckpt={ring_run}", "metrics=[fd]", "num_real=100", "num_fake=100",
+             f"cache_dir={ring_run.parent / 'cache'}")
+    assert not logging.getLogger("gan_cli.engine.trainer").disabled
+    logging.getLogger().addHandler(caplog.handler)  # logging's dictConfig replaced the root's handlers: as a new test
+    with caplog.at_level(logging.INFO, logger="gan_cli.engine.trainer"):
+        train(compose_cfg(*FAST, *TINY_MLP_RING, "trainer.max_steps=1"), ring_run.parent / "again")
+    assert "device cpu" in caplog.text
+
+
 def test_quantisation_is_what_gan_sample_writes_to_png(tmp_path):
     x = torch.randn(2, 3, 16, 16, generator=torch.Generator().manual_seed(0)).clamp(-1.2, 1.2)
     x[0, 0, 0, :4] = torch.tensor([-1.0, 1.0, 0.0, 1 / 255])  # the ends, the middle and a near-tie

@@ -15,6 +15,7 @@ def test_installed_wheel_finds_its_configs_from_another_directory(tmp_path):
     subprocess.run([*pip, "install", "--no-deps", "--target", str(site), str(wheel)], check=True, capture_output=True)
     assert (site / "gan_cli" / "configs" / "train.yaml").is_file()
     assert (site / "gan_cli" / "configs" / "model" / "dcgan.yaml").is_file()
+    assert (site / "gan_cli" / "prep" / "writer.py").is_file()  # every code folder ships (gan prepare's)
 
     code = ("import sys, gan_cli; print('FILE', gan_cli.__file__); "
             "sys.argv = ['gan', 'train', 'model=mlp', 'loss=hinge', '--cfg', 'job']; "
@@ -30,7 +31,7 @@ def test_every_subpackage_is_listed_for_the_wheel():
     import tomllib
 
     listed = set(tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"])
-    code = {".".join(p.parent.relative_to(REPO).parts) for p in (REPO / "gan_cli").rglob("__init__.py")}
+    code = {".".join(p.parent.relative_to(REPO).parts) for p in (REPO / "gan_cli").rglob("*.py")}  # namespace folders too
     configs = {".".join(("gan_cli", *p.relative_to(REPO).parts)) for p in (REPO / "configs").rglob("*")
                if p.is_dir()} | {"gan_cli.configs"}
     assert code | configs == listed  # a folder left out makes setuptools warn, and its files may not ship
