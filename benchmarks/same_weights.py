@@ -3,7 +3,7 @@
 A refactoring of the engine or the games must not change what a run computes. This trains each
 case below for a few steps with a fixed seed and hashes every tensor of the final checkpoint's
 networks, EMA copies and optimizer states; `same_weights.json` beside this file holds the hashes
-the code gave when it was recorded.
+the code gave when it was recorded, one set per CPU model and torch version (`machine()`).
 
     python benchmarks/same_weights.py            # compare with the reference; exit 1 on a difference
     python benchmarks/same_weights.py --record   # record the reference (after a deliberate change)
@@ -77,15 +77,20 @@ def fingerprint(state: dict) -> str:
 
 def machine() -> str:
     """The CPU and torch the reference was recorded with: oneDNN's blocking can follow the cache sizes, so
-    another CPU model may round differently even with the same kernels."""
+    another CPU model may round differently even with the same kernels. A cloud CPU's name can be generic
+    ("Intel(R) Xeon(R) Processor"): its family and model numbers say which one it is."""
     import platform
 
     import torch
 
-    model = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                  if line.startswith("model name")), platform.processor()) if Path("/proc/cpuinfo").exists() \
-        else platform.processor()
-    return f"{model}; torch {torch.__version__}"
+    info = Path("/proc/cpuinfo")
+    fields = dict(line.split(":", 1) for line in info.read_text().splitlines()[:30] if ":" in line) \
+        if info.exists() else {}
+    fields = {k.strip(): v.strip() for k, v in fields.items()}
+    name = fields.get("model name", platform.processor())
+    if "cpu family" in fields:
+        name += f" (family {fields['cpu family']} model {fields.get('model', '?')})"
+    return f"{name}; torch {torch.__version__}"
 
 
 def run_cases(names: list[str]) -> dict[str, str]:
@@ -118,13 +123,17 @@ def main() -> int:
         return subprocess.call([sys.executable, __file__, "--pinned", *sys.argv[1:]], env=env, cwd=REPO)
     sys.path.insert(0, str(REPO))
     hashes = run_cases(names)
+    stored = json.loads(REFERENCE.read_text()) if REFERENCE.exists() else {}
     if args.record:
-        stored = json.loads(REFERENCE.read_text()) if REFERENCE.exists() else {}
-        stored.update(hashes, recorded_on=machine())
+        stored.setdefault(machine(), {}).update(hashes)
         REFERENCE.write_text(json.dumps(stored, indent=1, sort_keys=True) + "\n")
-        print(f"recorded {len(hashes)} case(s) in {REFERENCE}")
+        print(f"recorded {len(hashes)} case(s) for {machine()} in {REFERENCE}")
         return 0
-    reference = json.loads(REFERENCE.read_text())
+    if machine() not in stored:
+        print(f"no reference for {machine()} in {REFERENCE} (recorded on: {', '.join(stored)}); record one with "
+              "--record at the commit before a change, then check after it")
+        return 2
+    reference = stored[machine()]
     differ = [n for n in names if reference.get(n) != hashes[n]]
     for n in names:
         print(f"{n:14s} {'same' if n not in differ else 'DIFFERENT'}")

@@ -13,12 +13,12 @@ SCRIPT = REPO / "benchmarks" / "same_weights.py"
 def recorded_here() -> bool:
     out = subprocess.run([sys.executable, "-c", "import benchmarks.same_weights as s; print(s.machine())"], cwd=REPO,
                          capture_output=True, text=True, timeout=60)
-    return out.stdout.strip() == json.loads((SCRIPT.with_suffix(".json")).read_text())["recorded_on"]
+    return out.stdout.strip() in json.loads((SCRIPT.with_suffix(".json")).read_text())
 
 
 def test_every_game_gives_the_reference_weights():
     if not recorded_here():
-        pytest.skip("the reference was recorded on another CPU or torch: `python benchmarks/same_weights.py "
+        pytest.skip("no reference recorded for this CPU and torch: `python benchmarks/same_weights.py "
                     "--record` on this machine from the commit before a refactoring, then check after it")
     out = subprocess.run([sys.executable, str(SCRIPT)], cwd=REPO, capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
