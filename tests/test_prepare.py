@@ -101,6 +101,45 @@ def test_dataset_path_errors(folder, tmp_path):
         prepared(str(tmp_path / "p"))
 
 
+def test_large_jpegs_decode_reduced_and_match_a_full_decode(tmp_path):
+    """A 512x384 JPEG prepared at 32 px decodes at 1/4 scale (its short side 96, at least twice 32) and, after
+    the lanczos resize, differs from the full decode's result by about one grey level."""
+    import io
+
+    from gan_cli.prep.images import _draft, decode
+
+    rng = np.random.default_rng(0)
+    field = Image.fromarray(rng.integers(0, 256, (8, 8, 3), dtype=np.uint8)).resize((512, 384), Image.BICUBIC)
+    buffer = io.BytesIO()
+    field.save(buffer, "JPEG", quality=95)
+    data = buffer.getvalue()
+    for resolution, crop, size in ((32, "center", (128, 96)), (32, "pad", (64, 48)), (128, "center", (512, 384))):
+        with Image.open(io.BytesIO(data)) as img:
+            _draft(img, resolution, crop)
+            img.load()
+            assert img.size == size  # at least twice the resized side; no reduction when that is the full size
+    full = np.asarray(Image.open(io.BytesIO(data)).convert("RGB").crop((64, 0, 448, 384))
+                      .resize((32, 32), Image.LANCZOS)).transpose(2, 0, 1)
+    ours = decode(data, resolution=32, channels=3, crop="center", filter="lanczos", background=(0, 0, 0), min_size=8)
+    assert ours.shape == (3, 32, 32)
+    assert np.abs(ours.astype(int) - full).mean() < 1.5
+
+
+def test_decode_normalises_and_flips_whole_images_seeded_by_step():
+    from gan_cli.data.prepared import Decode
+
+    x = torch.randint(0, 256, (64, 3, 5, 5), dtype=torch.uint8)
+    plain = Decode(xflip=False, seed=0)(x.clone(), step=3)
+    assert plain.dtype == torch.float32 and plain.min() >= -1 and plain.max() <= 1
+    assert torch.allclose(plain, x.float() / 127.5 - 1, atol=1e-6)
+    out = Decode(xflip=True, seed=0)(x.clone(), step=3)
+    flipped = (out == plain.flip(-1)).flatten(1).all(1)
+    assert ((out == plain).flatten(1).all(1) | flipped).all()  # each image as it is or mirrored
+    assert 10 < int(flipped.sum()) < 54
+    assert torch.equal(Decode(xflip=True, seed=0)(x.clone(), step=3), out)  # repeatable: a resume sees the same
+    assert not torch.equal(Decode(xflip=True, seed=0)(x.clone(), step=4), out)
+
+
 def test_train_and_resume_exactly_on_prepared_memmapped(folder, tmp_path):
     from gan_cli.engine.trainer import train
     from tests.conftest import FAST, compose_cfg

@@ -13,6 +13,7 @@ from torch.utils.data import Dataset, TensorDataset
 from gan_cli.data.base import GanData
 from gan_cli.data.formats import FORMAT_VERSION, IMAGES, LABELS, MANIFEST
 from gan_cli.errors import DataError
+from gan_cli.host_copy import to_device
 
 RUN = "gan prepare source=IMAGES out={path} resolution=64"
 
@@ -40,18 +41,23 @@ class MappedImages(Dataset):
 
 
 class Decode:
-    """uint8 (B, C, H, W) on the device -> float in [-1, 1], flipped per image when `xflip` (seeded by step)."""
+    """uint8 (B, C, H, W) on the device -> float in [-1, 1], flipped per image when `xflip`.
+
+    Which images flip is drawn on the host from (seed, step), so the flip copies only those images (as uint8,
+    before the conversion) and nothing waits on the device. `x` must be the batch's own copy: it is flipped
+    in place."""
 
     def __init__(self, xflip: bool, seed: int):
         self.xflip, self.seed = xflip, seed
 
     def __call__(self, x: Tensor, step: int) -> Tensor:
-        x = x.float() / 127.5 - 1
         if self.xflip:
             g = torch.Generator().manual_seed(self.seed * 1_000_003 + step + 7)
-            flip = (torch.rand(x.shape[0], generator=g) < 0.5).to(x.device)
-            x = torch.where(flip[:, None, None, None], x.flip(-1), x)
-        return x
+            flipped = torch.nonzero(torch.rand(x.shape[0], generator=g) < 0.5).flatten()  # host tensors
+            if len(flipped):
+                rows = to_device(flipped, x.device)
+                x.index_copy_(0, rows, x.index_select(0, rows).flip(-1))
+        return torch.sub(x, 127.5).div_(127.5)  # two passes; uint8 - float gives float32
 
 
 def read_manifest(path: Path) -> dict:

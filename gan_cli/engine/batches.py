@@ -126,7 +126,7 @@ class BatchStream:
         sampler = EpochBatchSampler(len(self.data), self.batch_size, self.seed, self.consumed, self.rank, self.world)
         if self.data.in_memory:
             tensors = [t.to(self.device) for t in self.data.dataset.tensors]
-            return (tuple(t[idx] for t in tensors) for idx in sampler.index_batches(self.device))
+            return (tuple(t.index_select(0, idx) for t in tensors) for idx in sampler.index_batches(self.device))
         if hasattr(self.data.dataset, "gather"):  # memory-mapped: one batch read on the host, copied pinned
             return (tuple(to_device(t, self.device) for t in self.data.dataset.gather(idx))
                     for idx in sampler.index_batches())
