@@ -24,6 +24,7 @@ from torch import Tensor, nn
 from gan_cli.errors import ConfigError
 from gan_cli.models.base import Networks, require_positive_int
 from gan_cli.models.cgan import check_y
+from gan_cli.models.freeze import cut
 from gan_cli.models.layers import SelfAttention
 from gan_cli.models.options import check_options, check_square_image, finish, require_labels
 from gan_cli.models.resnet import DBlock
@@ -144,6 +145,12 @@ class BigGANDiscriminator(nn.Module):
     def forward(self, x: Tensor, y: Tensor | None = None) -> Tensor:
         h = F.relu(self.blocks(x)).sum((2, 3))  # (B, ch) global sum pooling
         return self.linear(h).squeeze(1) + (self.embed(check_y(y)) * h).sum(1)  # (B,)
+
+    def input_blocks(self) -> list[nn.Module]:
+        """Each residual block (the first reads the image; a self-attention joins the block before it),
+        then the head: the Linear and the projection embedding."""
+        stages = cut(self.blocks, [i for i, m in enumerate(self.blocks) if i and isinstance(m, DBlock)])
+        return [*stages, nn.ModuleList([self.linear, self.embed])]
 
 
 def attention_resolutions(resolution: int) -> list[int]:

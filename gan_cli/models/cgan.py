@@ -23,6 +23,7 @@ from gan_cli.models.dcgan import (
     DCGANGenerator,
     init_dcgan_weights,
 )
+from gan_cli.models.freeze import layer_blocks
 from gan_cli.models.mlp import MLPDiscriminator, MLPGenerator
 from gan_cli.models.options import check_options, check_square_image, finish, require_labels
 
@@ -69,6 +70,11 @@ class ConcatDiscriminator(nn.Module):
             x = x.flatten(1)
         return self.inner(torch.cat([x, e], dim=1))
 
+    def input_blocks(self) -> list[nn.Module]:
+        """``inner``'s blocks; the label embedding joins the head (class embeddings are never frozen)."""
+        *blocks, head = self.inner.input_blocks()
+        return [*blocks, nn.ModuleList([head, self.embed])]
+
 
 class ProjectionDiscriminator(nn.Module):
     """``logit = head(trunk(x)) + <embed(y), sum over pixels of trunk(x)>``.
@@ -89,6 +95,11 @@ class ProjectionDiscriminator(nn.Module):
         h = self.trunk(x if x.dim() == 4 else x.flatten(1))  # (B, F, h, w) or (B, F)
         pooled = h.sum((2, 3)) if h.dim() == 4 else h  # (B, F)
         return self.head(h).flatten() + (self.embed(y) * pooled).sum(1)
+
+    def input_blocks(self) -> list[nn.Module]:
+        """The blocks of the DCGAN or MLP D split into ``trunk`` and ``head``; the head with the embedding."""
+        *blocks, head = layer_blocks(nn.Sequential(*self.trunk, *self.head))
+        return [*blocks, nn.ModuleList([head, self.embed])]
 
 
 def split_last(main: nn.Sequential) -> tuple[nn.Sequential, nn.Sequential, int]:

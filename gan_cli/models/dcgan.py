@@ -12,6 +12,7 @@ import math
 from torch import Tensor, nn
 
 from gan_cli.models.base import Networks, require_positive_int
+from gan_cli.models.freeze import layer_blocks
 from gan_cli.models.options import check_options, check_square_image, finish, minibatch_layer
 
 VALID_RESOLUTIONS = (16, 32, 64, 128)
@@ -88,6 +89,11 @@ class DCGANDiscriminator(nn.Module):
 
     def forward(self, x: Tensor, y: Tensor | None = None) -> Tensor:
         return self.main(x).flatten()  # (B, 1, 1, 1) -> (B,)
+
+    def input_blocks(self) -> list[nn.Module]:
+        """The input conv, each stride-2 conv-BN-LeakyReLU stage (with SAGAN's self-attention after it),
+        then the head: minibatch layers and the last conv or Linear."""
+        return layer_blocks(self.main)
 
 
 def build(

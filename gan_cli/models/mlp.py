@@ -12,6 +12,7 @@ from torch import Tensor, nn
 from gan_cli.config import is_number
 from gan_cli.errors import ConfigError
 from gan_cli.models.base import Networks, require_positive_int
+from gan_cli.models.freeze import layer_blocks
 from gan_cli.models.options import check_options, finish, minibatch_layer, packed_shape
 
 # Defaults for ``None`` (auto), by data kind. The points values come from 2000-step runs on
@@ -86,6 +87,10 @@ class MLPDiscriminator(nn.Module):
 
     def forward(self, x: Tensor, y: Tensor | None = None) -> Tensor:
         return self.main(x.flatten(1)).squeeze(1)  # (B, prod(shape)) -> (B,)
+
+    def input_blocks(self) -> list[nn.Module]:
+        """Each hidden Linear-LeakyReLU(-Dropout) layer, then the head: minibatch layers and the last Linear."""
+        return layer_blocks(self.main)
 
 
 def build(

@@ -82,6 +82,10 @@ class Packed(nn.Module):
             )
         return self.inner(x.reshape(b // self.pack, self.pack * x.shape[1], *x.shape[2:]))
 
+    def input_blocks(self) -> list[nn.Module]:
+        """``inner``'s blocks."""
+        return self.inner.input_blocks()
+
     def extra_repr(self) -> str:
         return f"pack={self.pack}"
 

@@ -19,6 +19,7 @@ from torch import Tensor, nn
 from gan_cli.config import is_int
 from gan_cli.errors import ConfigError
 from gan_cli.models.base import Networks, require_positive_int
+from gan_cli.models.freeze import layer_blocks
 
 DATASETS = {  # suggested when a translation model gets the wrong data
     "pix2pix": "digits_edges, digits_inpaint or paired_folder (paired input and target images)",
@@ -185,6 +186,10 @@ class PatchDiscriminator(nn.Module):
         """(B, C, H, W) -> patch logits (B, 1, h, w). `y` (class labels) is accepted and ignored,
         so that gradient penalties can call every discriminator as D(x, y)."""
         return self.main(x)
+
+    def input_blocks(self) -> list[nn.Module]:
+        """The input conv, each conv-norm-LeakyReLU layer, then the head: the last conv."""
+        return layer_blocks(self.main)
 
 
 def build(

@@ -151,6 +151,15 @@ class ProGANDiscriminator(Progress):
                 h = block(h)
         return self.final(h).squeeze(1)  # (B,)
 
+    def input_blocks(self) -> list[nn.Module]:
+        """One block per feature side, from the full side down to 4x4, holding what outputs that side's features,
+        then the head ``final``. At full resolution an image goes through them in order: ``from_rgb[-1]``, then
+        ``blocks[-1]`` ... ``blocks[0]``, each with the ``from_rgb`` that reads an image of the side it outputs
+        (used only while growing), so freezing k blocks freezes every layer of the k finest sides."""
+        rgb = list(self.from_rgb)
+        return [rgb[-1], *(nn.ModuleList(pair) for pair in zip(reversed(self.blocks), reversed(rgb[:-1]))),
+                self.final]
+
 
 def build(shape: tuple[int, ...], num_classes: int = 0, latent_dim: int = 128, g_width: int = 16,
           d_width: int = 16, max_channels: int = 128, mbstd_group: int = 4) -> Networks:

@@ -22,6 +22,7 @@ from torch import Tensor, nn
 
 from gan_cli.errors import ConfigError
 from gan_cli.models.base import Networks, require_positive_int
+from gan_cli.models.freeze import cut
 from gan_cli.models.layers import ConditionalBatchNorm2d, SelfAttention
 from gan_cli.models.options import check_options, check_square_image, finish, minibatch_layer, require_labels
 
@@ -180,6 +181,12 @@ class ResNetDiscriminator(nn.Module):
                 raise ConfigError("a conditional model needs labels y, but got y=None.")
             out = out + (self.embed(y) * pooled).sum(1)
         return out
+
+    def input_blocks(self) -> list[nn.Module]:
+        """Each residual block (the first reads the image; a self-attention joins the block before it),
+        then the head: minibatch discrimination, the Linear and the projection embedding."""
+        stages = cut(self.blocks, [i for i, m in enumerate(self.blocks) if i and isinstance(m, DBlock)])
+        return [*stages, nn.ModuleList([self.minibatch, self.linear, self.embed])]
 
 
 def check_conditional(model: str, conditional: bool, num_classes: int) -> int:

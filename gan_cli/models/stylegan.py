@@ -201,6 +201,10 @@ class StyleGAN2Discriminator(nn.Module):
         x = lrelu(self.conv(self.mbstd(x)))
         return self.out(lrelu(self.fc(x.flatten(1)))).squeeze(1)
 
+    def input_blocks(self) -> list[nn.Module]:
+        """``from_rgb``, each residual block, then the head: the 4x4 epilogue (conv, two FC layers)."""
+        return [self.from_rgb, *self.blocks, nn.ModuleList([self.conv, self.fc, self.out])]
+
 
 def build(shape: tuple[int, ...], num_classes: int = 0, latent_dim: int = 128, w_dim: int = 128,
           mapping_layers: int = 2, mapping_lr_mul: float = 0.01, g_width: int = 32, d_width: int = 32,
