@@ -29,6 +29,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from gan_cli.build import build  # noqa: E402
+from gan_cli.data.selection import build_dataset  # noqa: E402
 from gan_cli.engine.trainer import train  # noqa: E402
 from gan_cli.games import split_model_config  # noqa: E402
 from tests.conftest import compose_cfg  # noqa: E402
@@ -38,7 +39,7 @@ EXPERIMENT = {"pix2pix": "pix2pix_digits", "cyclegan": "cyclegan_digits"}  # the
 
 def setup(game: str, resolution: int):
     cfg = compose_cfg(f"experiment={EXPERIMENT[game]}", f"dataset.resolution={resolution}")
-    data = build("dataset", cfg.dataset)
+    data = build_dataset(cfg.dataset)
     torch.manual_seed(0)
     node, _, _ = split_model_config(cfg.model)
     nets = build("model", node, shape=tuple(data.shape), input_shape=tuple(data.input_shape), num_classes=10)

@@ -26,7 +26,7 @@ from torchvision.utils import save_image
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from gan_cli.build import build  # noqa: E402
+from gan_cli.data.selection import build_dataset  # noqa: E402
 from gan_cli.games.image_translation import rows_picture  # noqa: E402
 from gan_cli.metrics.evaluate import EvalSettings  # noqa: E402
 from gan_cli.metrics.translation_quality import TranslationEvaluator  # noqa: E402
@@ -58,7 +58,7 @@ def run(label: str, overrides: list[str], seed: int, work: Path) -> dict:
 
 
 def identity(dataset: str, cache: Path) -> dict:
-    data = build("dataset", compose_cfg(f"dataset={dataset}").dataset)
+    data = build_dataset(compose_cfg(f"dataset={dataset}").dataset)
     settings = EvalSettings(metrics=["auto"], extractor="auto", cache_dir=str(cache))
     metrics, _ = TranslationEvaluator(None, data, settings, torch.device("cpu"))(
         lambda a: a.expand(-1, data.shape[0], -1, -1).clone())
@@ -88,7 +88,7 @@ def summary(rows: list[dict]) -> list[str]:
 
 
 def picture(rows: list[dict], dataset: str, out: Path) -> None:
-    test = build("dataset", compose_cfg(f"dataset={dataset}").dataset).test
+    test = build_dataset(compose_cfg(f"dataset={dataset}").dataset).test
     seed0 = {r["recipe"]: r["samples"] for r in rows if r.get("seed") == min(x["seed"] for x in rows)}
     n = PICTURE_ROWS
     columns = [test.inputs[:n], *seed0.values(), test.targets[:n]]

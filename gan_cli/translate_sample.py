@@ -17,7 +17,7 @@ from torch import Tensor
 from torchvision.utils import save_image
 
 from gan_cli.data.translation_folders import load_user_images, save_user_images
-from gan_cli.build import build
+from gan_cli.data.selection import build_dataset
 from gan_cli.engine.restore import Restored
 from gan_cli.errors import ConfigError
 from gan_cli.games.image_translation import translator, rows_picture
@@ -68,7 +68,7 @@ def translate(cfg: DictConfig, run: Restored, device: torch.device) -> None:
 
 def _test_split(run: Restored, direction: str, num: int) -> dict[str, Tensor]:
     """The held-out inputs of the run's dataset (first `num`), with targets and labels where known."""
-    test = build("dataset", run.config.dataset).test
+    test = build_dataset(run.config.dataset).test
     if direction == "ba":  # real B images; which A image each should become is not known
         return {"inputs": test.domain_b[:num]}
     arrays = {"inputs": test.inputs[:num]}

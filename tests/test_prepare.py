@@ -11,6 +11,7 @@ from omegaconf import OmegaConf
 from PIL import Image
 
 from gan_cli.data.prepared import prepared
+from gan_cli.data.selection import select
 from gan_cli.engine.batches import BatchStream
 from gan_cli.errors import ConfigError, DataError
 from gan_cli.prepare import prepare
@@ -86,7 +87,8 @@ def test_zip_source_and_dataset(folder, tmp_path):
     assert a[0].dtype == torch.float32 and a[0].min() >= -1 and b[0].max() <= 1
     noflip = BatchStream(prepared(str(tmp_path / "pz")), 4, torch.device("cpu"), seed=1, num_workers=0).next()
     assert torch.equal(noflip[0], b[0])
-    assert len(prepared(str(tmp_path / "pz"), subset=3)) == 3
+    assert len(select(prepared(str(tmp_path / "pz")), subset=3)) == 3
+    assert not select(mapped, subset=3).in_memory  # still memory-mapped, reading its 3 rows
 
 
 def test_dataset_path_errors(folder, tmp_path):

@@ -28,6 +28,14 @@ class MappedImages(Dataset):
     def __len__(self) -> int:
         return len(self.keep)
 
+    @property
+    def targets(self) -> np.ndarray:
+        return self.labels[self.keep]
+
+    def rows(self, rows: np.ndarray) -> "MappedImages":
+        """The items at `rows` (dataset.subset / classes), still memory-mapped."""
+        return MappedImages(self.images, self.labels, self.keep[rows])
+
     def __getitem__(self, i: int):
         row = self.keep[i]
         return torch.from_numpy(np.array(self.images[row])), int(self.labels[row])
@@ -80,8 +88,8 @@ def read_manifest(path: Path) -> dict:
     return manifest
 
 
-def prepared(path: str = "data/prepared", xflip: bool = False, subset: int | None = None, seed: int = 0,
-             in_memory_gb: float = 4.0) -> GanData:
+def prepared(path: str = "data/prepared", xflip: bool = False, seed: int = 0, in_memory_gb: float = 4.0) -> GanData:
+    """A prepared dataset (`dataset.subset` / `classes`: gan_cli.data.selection)."""
     root = Path(path).expanduser()
     manifest = read_manifest(root)
     shape, count = tuple(manifest["shape"]), int(manifest["count"])
@@ -91,20 +99,10 @@ def prepared(path: str = "data/prepared", xflip: bool = False, subset: int | Non
     except (OSError, ValueError) as e:
         raise DataError(f"dataset.path={root}: {IMAGES} / {LABELS} cannot be read or are shorter than the manifest "
                         f"says ({e}). Prepare it again: gan prepare source=... out={root} overwrite=true.") from e
-    if subset is not None:
-        if not 1 <= subset <= count:
-            raise DataError(f"dataset.subset={subset} must be between 1 and the {count} images in {root}.")
-        keep = np.sort(torch.randperm(count, generator=torch.Generator().manual_seed(12345))[:subset].numpy())
+    if count * math.prod(shape) <= in_memory_gb * 2**30:
+        dataset: Dataset = TensorDataset(torch.from_numpy(np.array(images)), torch.from_numpy(labels))
     else:
-        keep = None
-    fits = (subset or count) * math.prod(shape) <= in_memory_gb * 2**30
-    if fits:
-        x = torch.from_numpy(np.array(images if keep is None else images[keep]))
-        y = torch.from_numpy(labels if keep is None else labels[keep].copy())
-        dataset: Dataset = TensorDataset(x, y)
-    else:
-        dataset = MappedImages(images, labels, keep)
+        dataset = MappedImages(images, labels)
     num_classes = int(manifest.get("num_classes", 0))
     return GanData(dataset, kind="image", shape=shape, num_classes=num_classes, name=f"prepared:{root.name}",
-                   fingerprint=manifest["fingerprint"] + (f":subset{subset}" if subset else ""),
-                   decode=Decode(xflip, seed))
+                   fingerprint=manifest["fingerprint"], decode=Decode(xflip, seed))

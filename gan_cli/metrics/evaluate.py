@@ -20,7 +20,7 @@ from gan_cli import metrics as M
 from gan_cli.config import EvalOptions, is_int
 from gan_cli.data.base import GanData
 from gan_cli.data.embedded import MIXTURES, modes
-from gan_cli.build import build
+from gan_cli.data.selection import build_dataset
 from gan_cli.errors import ConfigError
 from gan_cli.metrics.reference import reference_features
 from gan_cli.metrics.resize import RESIZE_MODES, Preprocess
@@ -79,7 +79,7 @@ class Evaluator:
                  data: GanData | None = None):
         self.settings, self.device = settings, device
         self.dataset_cfg = dataset_cfg
-        self.data: GanData = data if data is not None else build("dataset", dataset_cfg)
+        self.data: GanData = data if data is not None else build_dataset(dataset_cfg)
         self.extractor = self._extractor()
         self.prep = self._preprocess()
         self.metrics = self._resolve_metrics(settings.metrics)
@@ -87,7 +87,7 @@ class Evaluator:
         self.kid_subset_size = self._kid_subset_size() if "kid" in self.metrics else None
         self.heldout_features, self.heldout = None, None
         if "memorisation" in self.metrics:
-            heldout = build("dataset", heldout_config(dataset_cfg))
+            heldout = build_dataset(heldout_config(dataset_cfg))
             self.heldout_features, _, self.heldout = self._reference("heldout", heldout)
 
     # ------------------------------------------------------------------ set-up
@@ -326,8 +326,10 @@ def real_samples(data: GanData, num: int, seed: int) -> Tensor:
 
 
 def heldout_config(dataset_cfg: DictConfig, strict: bool = True) -> DictConfig | None:
-    """The same dataset's held-out split: digits split=heldout, torchvision train=false."""
+    """The same dataset's held-out split, whole: digits split=heldout, torchvision train=false (no subset)."""
     cfg = OmegaConf.create(OmegaConf.to_container(dataset_cfg, resolve=True))
+    if cfg.get("subset") is not None:
+        cfg.subset = None
     if cfg.get("split") == "train":
         cfg.split = "heldout"
         return cfg

@@ -25,7 +25,7 @@ from torchmetrics.functional.image import peak_signal_noise_ratio, structural_si
 
 from gan_cli import metrics as M
 from gan_cli.data.base import GanData
-from gan_cli.build import build
+from gan_cli.data.selection import build_dataset
 from gan_cli.checkpoint import save_atomic
 from gan_cli.errors import ConfigError
 from gan_cli.metrics.evaluate import EvalSettings, embed
@@ -42,7 +42,7 @@ class TranslationEvaluator:
                  device: torch.device):
         start = time.perf_counter()
         self.settings, self.device = settings, device
-        self.data = data if data is not None else build("dataset", dataset_cfg)
+        self.data = data if data is not None else build_dataset(dataset_cfg)
         test = self.data.test
         if not self.data.translation or test is None:
             raise ConfigError(f"The dataset {self.data.name!r} has no held-out translation split (kind "
