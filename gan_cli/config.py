@@ -41,6 +41,7 @@ class DoctorConfig:
     oscillation_min_swing: float = 0.25
     critic_flat_tol: float = 1e-4
     gp_norm_tol: float = 0.5
+    memorising_rt: float = 0.6
 
 
 @dataclass
@@ -78,6 +79,40 @@ class EmaConfig:
 
 
 @dataclass
+class AdaConfig:
+    """trainer.ada.*: adaptive discriminator augmentation (Karras et al. 2020)."""
+    enabled: bool = False
+    target: float = 0.6
+    interval: int = 4
+    speed: float = 0.002
+    p: float = 0.0
+    pipeline: str = "bgc"
+
+
+@dataclass
+class LeCamConfig:
+    """trainer.lecam.*: LeCam regularisation of D (Tseng et al. 2021)."""
+    weight: float = 0.0
+    decay: float = 0.99
+    start: int = 1000
+
+
+@dataclass
+class BcrConfig:
+    """trainer.bcr.*: balanced consistency regularisation of D (Zhao et al. 2020)."""
+    real: float = 0.0
+    fake: float = 0.0
+
+
+@dataclass
+class ZcrConfig:
+    """trainer.zcr.*: latent consistency regularisation (Zhao et al. 2020)."""
+    d: float = 0.0
+    g: float = 0.0
+    radius: float = 0.05
+
+
+@dataclass
 class TrainerConfig:
     max_steps: int = 2000
     batch_size: int = 64
@@ -95,6 +130,10 @@ class TrainerConfig:
     tf32: bool = True
     sync_bn: bool = False
     seed: int = 0
+    accumulate: int = 1
+    init_from: Optional[str] = None
+    init_strict: bool = True
+    init_optimizers: bool = False
     log_every: int = 50
     sample_every: int = 500
     ckpt_every: int = 1000
@@ -105,6 +144,10 @@ class TrainerConfig:
     data_in_memory_gb: float = 2.0
     ema: EmaConfig = field(default_factory=EmaConfig)
     augment: list[str] = field(default_factory=list)
+    ada: AdaConfig = field(default_factory=AdaConfig)
+    lecam: LeCamConfig = field(default_factory=LeCamConfig)
+    bcr: BcrConfig = field(default_factory=BcrConfig)
+    zcr: ZcrConfig = field(default_factory=ZcrConfig)
     instance_noise: float = 0.0
     instance_noise_steps: int = 0
     mode_seeking: float = 0.0
@@ -204,12 +247,9 @@ def check_truncation(value: Any) -> None:
 def validate_trainer(trainer: Any) -> None:
     """Range checks the type system cannot express; each error names the key and what is valid."""
     for key in _POSITIVE:
-        value = trainer[key]
-        if value <= 0:
-            raise ConfigError(f"trainer.{key} must be a positive integer, got {value}.")
+        check_int(f"trainer.{key}", trainer[key], 1)
     for key in ("threads", "snapshot_every", "num_workers", "eval_every", "unroll_steps", "instance_noise_steps"):
-        if trainer[key] < 0:
-            raise ConfigError(f"trainer.{key} must be 0 or more, got {trainer[key]}.")
+        check_int(f"trainer.{key}", trainer[key], 0)
     for key in ("data_in_memory_gb", "instance_noise", "mode_seeking"):
         if not trainer[key] >= 0:  # NaN too
             raise ConfigError(f"trainer.{key} must be 0 or more, got {trainer[key]}.")
@@ -231,3 +271,25 @@ def validate_trainer(trainer: Any) -> None:
                           f"got {decay}.")
     if trainer.eval_every > 0:
         check_eval_sizes(trainer.eval, prefix="trainer.eval.")
+    validate_small_data(trainer)
+
+
+def validate_small_data(trainer: Any) -> None:
+    """trainer.accumulate, ada.*, lecam.*, bcr.*, zcr.*: the small-data and fine-tuning options."""
+    check_int("trainer.accumulate", trainer.accumulate, 1, what="batches summed into each optimizer step")
+    if trainer.accumulate > 1 and trainer.unroll_steps:
+        raise ConfigError(f"trainer.accumulate={trainer.accumulate} cannot be combined with trainer.unroll_steps="
+                          f"{trainer.unroll_steps} (the unrolled D steps inside G's update); set one of them back "
+                          f"(accumulate=1 or unroll_steps=0).")
+    ada = trainer.ada
+    check_range("trainer.ada.target", ada.target, -1, 1, True, "the paper's 0.6 (r_t is in [-1, 1])")
+    check_int("trainer.ada.interval", ada.interval, 1, what="steps between adjustments of p; the paper's 4")
+    check_range("trainer.ada.speed", ada.speed, 0, math.inf, False, "0.002 (the paper's 500k images from 0 to 1)")
+    check_range("trainer.ada.p", ada.p, 0, 1, False, "0 (the paper) or a fixed p with speed=0")
+    check_range("trainer.lecam.weight", trainer.lecam.weight, 0, math.inf, False, "0 (off) or 0.3 (CIFAR-10)")
+    check_range("trainer.lecam.decay", trainer.lecam.decay, 0, 1, False, "0.99")
+    check_int("trainer.lecam.start", trainer.lecam.start, 0, what="the step after which the term is added")
+    for group, key in (("bcr", "real"), ("bcr", "fake"), ("zcr", "d"), ("zcr", "g")):
+        check_range(f"trainer.{group}.{key}", trainer[group][key], 0, math.inf, False, "0 (off) or a weight")
+    check_range("trainer.zcr.radius", trainer.zcr.radius, 0, math.inf, True, "0.05")
+

@@ -38,6 +38,9 @@ Rules and sources:
                       the run (Arjovsky et al. 2017: the critic should track the distance).
   gp_off              |extra gp_grad_norm - 1| > gp_norm_tol: the gradient penalty does not hold
                       the critic's gradient norm near 1 on interpolates (Gulrajani et al. 2017).
+  memorising          (not wasserstein) ada/rt = E[sign(D(x))] on the reals > memorising_rt with ADA off (no
+                      ada/p): D is sure of every real image, the sign that it has begun to memorise the
+                      training set (Karras et al. 2020, sec. 3: r_t, the overfitting heuristic ADA steers by).
   data_bound          extra data_wait (perf/data_ms / perf/step_ms; given for data read from disk, where
                       the fixes apply, not for data kept in memory) > DATA_WAIT: steps wait for their
                       batches. A wall-clock rule: unlike the others it can differ between two runs.
@@ -54,7 +57,7 @@ from torch import Tensor
 from gan_cli.config import DoctorConfig  # defined with the schema, which must load without torch
 
 SYMPTOMS = ("non_finite", "d_overpowers_g", "vanishing_gradients", "g_wins", "mode_collapse",
-            "oscillation", "critic_flat", "gp_off", "data_bound")
+            "oscillation", "critic_flat", "gp_off", "memorising", "data_bound")
 DATA_WAIT = 0.2  # data_bound: the largest share of a step that may go to waiting for its batch
 
 
@@ -82,6 +85,8 @@ FIXES = {
     "critic_flat": "weight clipping too tight (loss.clip, default 0.01): raise it or use loss=wgan_gp "
                    "(experiment=wgan_gp); more critic steps trainer.n_critic=5",
     "gp_off": "loss.gp_weight=10, trainer.n_critic=5, optimizer=adam_wgan (betas [0.0,0.9])",
+    "memorising": "adaptive augmentation, trainer.ada.enabled=true (p rises until r_t settles at trainer.ada.target); "
+                  "or DiffAugment, trainer.augment=[color,translation,cutout]; trainer.lecam.weight=0.3; more data",
     "data_bound": "decode the images once: `gan prepare source=FOLDER out=PREPARED resolution=N`, then train with "
                   "dataset=prepared dataset.path=PREPARED (kept in memory when it fits trainer.data_in_memory_gb); "
                   "or more DataLoader workers, trainer.num_workers=8 (up to the CPU cores)",
@@ -198,6 +203,11 @@ class Doctor:
         if gp is not None:
             out["gp_off"] = (abs(gp - 1) > c.gp_norm_tol, f"gradient penalty not holding: critic grad norm on "
                              f"interpolates {_fmt(gp)}, |x - 1| > {c.gp_norm_tol} for {c.window} log steps", c.window)
+
+        rt = _stat(stats, "ada/rt")
+        if rt is not None and not self.wasserstein and "ada/p" not in stats:
+            out["memorising"] = (rt > c.memorising_rt, f"D is memorising the training set: r_t = E[sign(D(x))] = "
+                                 f"{_fmt(rt)} > {c.memorising_rt} on the reals for {c.window} log steps", c.window)
 
         wait = _stat(extra, "data_wait")
         if wait is not None:

@@ -1,5 +1,5 @@
 """Transforms of D's input, applied to real and fake batches alike, differentiable in x so
-G's gradients flow through augmented fakes.
+G's gradients flow through augmented fakes (ADA's pipeline: ada_augment.py, its p: ada.py).
 
   diff_augment(x, policy)            DiffAugment (Zhao et al. 2020): color, translation, cutout
   instance_noise(x, std)             instance noise (Sønderby et al. 2016; Arjovsky & Bottou 2017)
@@ -115,18 +115,21 @@ def annealed_std(step: int, max_steps: int, start_std: float, anneal_steps: int 
 
 
 def d_input_transform(policy: Sequence[str], noise_std: float, noise_steps: int, max_steps: int,
-                      kind: str) -> Callable[[Tensor, int], Tensor] | None:
-    """What D sees of a batch at a step: DiffAugment, then annealed instance noise (None: as is)."""
+                      kind: str, ada: Callable[[Tensor], Tensor] | None = None) -> Callable[[Tensor, int], Tensor] | None:
+    """What D sees of a batch at a step: DiffAugment, then ADA's augmentation (`ada`: x -> augmented x),
+    then annealed instance noise (None: as is)."""
     ops = check_policy(list(policy))
     if ops and kind != "image":
         raise ConfigError(f"trainer.augment={ops} applies to images, but this dataset is {kind}; use trainer.augment=[].")
     if noise_std < 0:
         raise ConfigError(f"trainer.instance_noise must be 0 or more, got {noise_std}.")
-    if not ops and noise_std == 0:
+    if not ops and noise_std == 0 and ada is None:
         return None
 
     def d_input(x: Tensor, step: int) -> Tensor:
         x = diff_augment(x, ops)
+        if ada is not None:
+            x = ada(x)
         std = annealed_std(step, max_steps, noise_std, noise_steps) if noise_std else 0.0
         return instance_noise(x, std)
 

@@ -9,6 +9,7 @@
   fixed                          the fixed sample grid's inputs
   config, data                   the resolved config; the data's name, kind, shapes, classes
   best, eval_results, doctor     best.pt's metric, the last evaluation, the doctor's state
+  ada                            ADA's p and the signs of its current window (when ADA is on)
 
 Version-1 checkpoints (one G and one D) are read through `checkpoint.upgrade`.
 """
@@ -50,7 +51,7 @@ class Progress:
     saved_at: int = -1  # the step last written to last.pt
 
 
-@dataclass
+@dataclass(kw_only=True)
 class RunState:
     """The objects whose state a checkpoint holds."""
 
@@ -68,7 +69,7 @@ class RunState:
 
 
 class Checkpointer:
-    def __init__(self, cfg: DictConfig, world: World, device: torch.device, run: RunState, progress: Progress,
+    def __init__(self, cfg: DictConfig, run: RunState, progress: Progress, *, world: World, device: torch.device,
                  folder: Path):
         self.cfg, self.world, self.device, self.run, self.progress = cfg, world, device, run, progress
         self.folder = folder  # <run>/checkpoints
@@ -98,6 +99,7 @@ class Checkpointer:
             "fixed": {k: v.cpu() for k, v in r.fixed.items()},
             "config": OmegaConf.to_container(self.cfg, resolve=True),
             "best": p.best, "eval_results": dict(p.eval_results), "doctor": r.doctor.state_dict(),
+            **({"ada": r.updates.ada.state_dict()} if r.updates.ada is not None else {}),
             "data": {"name": r.data.name, "kind": r.data.kind, "shape": list(r.data.shape),
                      "num_classes": r.data.num_classes,
                      "input_shape": list(r.data.input_shape) if r.data.input_shape else None},
@@ -179,6 +181,8 @@ class Checkpointer:
                 saved = state["ema"].get(name)
                 ema.load_state_dict(saved if saved else r.networks[name].state_dict(), state.get("ema_updates", 0))
             r.precision.load_state_dict(state.get("scaler"))
+            if r.updates.ada is not None and "ada" in state:  # ADA turned on at this resume starts at trainer.ada.p
+                r.updates.ada.load_state_dict(state["ada"])
             for name, scheduler in r.schedulers.items():
                 if state["schedulers"].get(name):
                     scheduler.load_state_dict(state["schedulers"][name])

@@ -15,11 +15,14 @@ from dataclasses import dataclass
 from typing import Any
 
 import torch
+from omegaconf import OmegaConf
 
+from gan_cli.config import TrainerConfig
 from gan_cli.engine.report import flatten
 from gan_cli.errors import ConfigError
 
 IGNORED = ("trainer.resume", "trainer.device")  # where and from what a run resumes: free to differ
+FREE = ("model.freeze_d",)  # under model., but which blocks train, not what the networks are
 FIXED = {  # key prefix -> why it cannot change on resume
     "model.": "the networks come from the checkpoint",
     "trainer.seed": "the random streams come from the checkpoint",
@@ -40,16 +43,29 @@ class Change:
 
 def differences(stored: dict, current: dict) -> list[tuple[str, Any, Any]]:
     """(key, checkpoint's value, current value) for every leaf that differs."""
-    old, new = flatten(stored), flatten(current)
-    return [(k, old.get(k), new.get(k)) for k in sorted(set(old) | set(new))
-            if old.get(k) != new.get(k) and not k.startswith(IGNORED)]
+    old, new, added = flatten(stored), flatten(current), defaults_of_added_keys()
+
+    def changed(key: str) -> bool:
+        if key.startswith(IGNORED):
+            return False
+        if key not in old and key in added:  # an older checkpoint: a key added since is unchanged at its default
+            return added[key] != new.get(key)
+        return old.get(key) != new.get(key)
+
+    return [(k, old.get(k), new.get(k)) for k in sorted(set(old) | set(new)) if changed(k)]
+
+
+def defaults_of_added_keys() -> dict[str, Any]:
+    """Keys an older checkpoint's config may lack, with their defaults."""
+    trainer = flatten(OmegaConf.to_container(OmegaConf.structured(TrainerConfig)), "trainer.")
+    return {**trainer, "model.freeze_d": 0, "dataset.subset": None, "dataset.classes": None}
 
 
 def refuse_fixed(diffs: list[tuple[str, Any, Any]], checkpoint: str) -> None:
     """ConfigError for changes the checkpoint's state would undo (the networks, an optimizer's kind, the seed)."""
     bad = []
     for key, old, new in diffs:
-        reason = next((why for prefix, why in FIXED.items() if key.startswith(prefix)), None)
+        reason = next((why for prefix, why in FIXED.items() if key.startswith(prefix) and key not in FREE), None)
         if key.startswith("optimizer.") and key.endswith("._target_"):
             reason = "an optimizer's state belongs to its kind"
         if reason:

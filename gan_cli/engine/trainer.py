@@ -22,6 +22,7 @@ import torch
 from omegaconf import DictConfig
 
 from gan_cli.build import build
+from gan_cli.data.selection import build_dataset
 from gan_cli.config import validate_trainer
 from gan_cli.doctor import Doctor, DoctorConfig
 from gan_cli.engine.augment import d_input_transform
@@ -31,7 +32,9 @@ from gan_cli.engine.compile import compile_networks
 from gan_cli.engine.device import describe_device, resolve_device
 from gan_cli.engine.distributed import Control, any_rank, gather_objects, init_world, parameters_checksum, \
     rank_device, unwrap, wrap
+from gan_cli.engine.ada import make_ada
 from gan_cli.engine.ema import EMA
+from gan_cli.engine.init_from import init_from
 from gan_cli.engine.monitor import Monitor
 from gan_cli.engine.networks import build_models
 from gan_cli.engine.outputs import Outputs
@@ -45,6 +48,7 @@ from gan_cli.engine.optimizers import make_optimizers, make_penalty
 from gan_cli.engine.updates import Updates
 from gan_cli.errors import TrainingDiverged
 from gan_cli.games.base import RunNetworks, Settings, Setup, check_supported
+from gan_cli.models.freeze import freeze_input_blocks
 from gan_cli.interrupt import StopNow, StopOnSignal
 from gan_cli.logging import console as ui
 from gan_cli.logging.run_logger import NullLogger, RunLogger
@@ -69,15 +73,18 @@ class Trainer:
             ui.console.quiet = True  # rank 0 speaks for the run
         torch.manual_seed(t.seed)  # the same initial weights on every rank
 
-        data = self.data = materialize(build("dataset", cfg.dataset), t.data_in_memory_gb, t.num_workers)
+        data = self.data = materialize(build_dataset(cfg.dataset), t.data_in_memory_gb, t.num_workers)
         configure_threads(t.threads, data.kind)
         models = build_models(cfg.model, data.kind, data.shape, data.num_classes, data.input_shape,
                               self.choices.get("dataset") or data.name)
+        if cfg.model.get("freeze_d", 0):  # FreezeD: the first blocks of every D keep their weights
+            for name in models.game.discriminators:
+                freeze_input_blocks(models.networks[name], cfg.model.freeze_d)
         layout = torch.channels_last if t.channels_last and data.kind != "points" else torch.contiguous_format
         self.networks = {k: m.to(self.device, memory_format=layout) for k, m in models.networks.items()}
         self.loss = build("loss", cfg.loss)
         check_supported(models.game, t)
-        setup = Setup(self.loss, make_penalty(cfg.get("penalty")), Settings.of(t, self.world.rank))
+        setup = Setup(self.loss, make_penalty(cfg.get("penalty")), Settings.of(t, self.world.rank, self.world.size))
         self.game = models.game(self.networks, data, setup, **models.options)
         self.optimizers = make_optimizers(self.game.optimizers, cfg.optimizer, self.networks, self.device)
         self.precision = Precision(t.precision, self.device, tuple(self.optimizers))
@@ -93,27 +100,36 @@ class Trainer:
         eager = {k: wrap(m, self.world, self.device, t.sync_bn) for k, m in self.networks.items()}
         self.networks.update({k: unwrap(m) for k, m in eager.items()})  # SyncBatchNorm conversion keeps the parameters
         run = compile_networks(eager, t.compile_mode, t.compile_backend) if t.compile else eager
-        d_input = d_input_transform(t.augment, t.instance_noise, t.instance_noise_steps, t.max_steps, data.kind)
+        ada = make_ada(t, data.kind, self.loss, self.device, self.world.size)
+        d_input = d_input_transform(t.augment, t.instance_noise, t.instance_noise_steps, t.max_steps, data.kind,
+                                    ada.augment if ada else None)
         self.updates = Updates(self.optimizers, self.precision, self.batches, emas=self.emas, plain=self.networks,
                                schedulers=self.schedulers, d_input=d_input,
-                               channels_last=layout == torch.channels_last, seed=t.seed, world=self.world)
+                               channels_last=layout == torch.channels_last, seed=t.seed, world=self.world,
+                               accumulate=t.accumulate, ada=ada,
+                               ddp=[m for m in eager.values() if hasattr(m, "no_sync")])
         local = run if not self.world.distributed else dict(self.networks)  # compiled where there is no DDP
         self.game.attach(RunNetworks(run, eager, local), self.updates)
 
         # the parts, sharing the run's objects and where it stands
-        state = RunState(self.networks, self.emas, self.optimizers, self.schedulers, self.precision, self.game,
-                         self.doctor, fixed, self.batches, self.updates, data)
+        state = RunState(networks=self.networks, emas=self.emas, optimizers=self.optimizers,
+                         schedulers=self.schedulers, precision=self.precision, game=self.game, doctor=self.doctor,
+                         fixed=fixed, batches=self.batches, updates=self.updates, data=data)
         self.progress = Progress()
-        self.checkpointer = Checkpointer(cfg, self.world, self.device, state, self.progress,
-                                         self.run_dir / "checkpoints")
+        self.checkpointer = Checkpointer(cfg, state, self.progress, world=self.world, device=self.device,
+                                         folder=self.run_dir / "checkpoints")
         self.resumed_from = self.checkpointer.resume(t.resume)
+        self.initialised = None  # a fine-tune's source, when this run started from another's weights
+        if self.resumed_from is None and t.init_from:
+            self.initialised = init_from(t.init_from, data, self.networks, self.emas, self.optimizers,
+                                         strict=t.init_strict, with_optimizers=t.init_optimizers)
         self.logger = RunLogger(self.run_dir, tag_help(self.loss.probabilities), self.progress.step) \
             if self.world.main else NullLogger()
         self.outputs = Outputs(cfg, state, self.progress, self.logger, world=self.world, device=self.device,
                                run_dir=self.run_dir)
         count = min(len(data), t.batch_size, 256)  # the doctor's diversity reference: one batch of reals
         self.monitor = Monitor(state, self.progress, self.checkpointer, self.logger, world=self.world,
-                               batch_size=t.batch_size, nan_policy=t.nan_policy,
+                               batch_size=t.batch_size * t.accumulate, nan_policy=t.nan_policy,
                                output_networks=self.outputs.output_networks,
                                real_batch=self.game.reals(count).to(self.device))
 
@@ -142,6 +158,9 @@ class Trainer:
         ui.console.print(f"device: [bold]{describe_device(self.device)}[/]   run folder: [bold]{run}[/]")
         log.info("device %s, run folder %s, resumed from %s at step %d", describe_device(self.device), run,
                  self.resumed_from, p.step)
+        if self.initialised is not None:
+            ui.console.print(self.initialised.describe(), highlight=False, soft_wrap=True)
+            log.info(self.initialised.describe())
         if p.step >= t.max_steps:
             ui.console.print(f"Checkpoint is at step {p.step}, trainer.max_steps={t.max_steps}: nothing to train.")
         self.monitor.start()

@@ -31,10 +31,12 @@ def game_class(name: str):
 
 
 def split_model_config(model: DictConfig) -> tuple[DictConfig, str, dict[str, Any]]:
-    """(the networks' builder config, the game's name, the game's options) from a model config."""
+    """(the networks' builder config, the game's name, the game's options) from a model config. `freeze_d`
+    is the trainer's (which of D's blocks train), not the builder's."""
     networks = model.copy()
     with open_dict(networks):
         game = networks.pop("game", None)
+        networks.pop("freeze_d", None)
     options = OmegaConf.to_container(game, resolve=True) if game is not None else {}
     if not isinstance(options, dict):
         raise ConfigError(f"model.game must be a mapping with a `name` ({', '.join(GAMES)}), got {options!r}.")

@@ -2,7 +2,8 @@
 
 Vanilla GAN, DCGAN, cGAN, WGAN(-GP), LSGAN, hinge, SNGAN and SAGAN are all this game with
 different networks and losses. Its remedies live here too: the extra D penalty (R1, R2,
-DRAGAN, GP), DiffAugment / instance noise on D's input, mode seeking and unrolled D steps.
+DRAGAN, GP), DiffAugment / ADA / instance noise on D's input (the engine's `d_input`), mode
+seeking, unrolled D steps, and the small-data regularisers LeCam, bCR and zCR (d_regularisers.py).
 """
 from __future__ import annotations
 
@@ -12,15 +13,18 @@ from contextlib import contextmanager
 from typing import Any, NamedTuple
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
-from gan_cli.games.base import Game, Phase, eval_mode, generate, seeded
+from gan_cli.games.base import Game, Phase, eval_mode, frozen, generate, seeded
+from gan_cli.games.d_regularisers import LeCam, consistency_transform
 from gan_cli.logging.pictures import image_grid, plot_extent, scatter_picture
 
 
 class Fakes(NamedTuple):
     """What a D update hands the G updates of its iteration: the labels of its real batch and the
-    batch size, and, when the first G update may reuse them (n_critic 1), z and G(z) with G's graph."""
+    batch size, and, when the first G update may reuse them (`Settings.reuse_fakes`), z and G(z) with
+    G's graph. With gradient accumulation each accumulated batch hands on its own."""
     y: Tensor | None
     size: int
     z: Tensor | None = None
@@ -34,7 +38,10 @@ class Adversarial(Game):
         s = self.settings
         self.mode_seeking, self.unroll_steps = s.mode_seeking, s.unroll_steps  # MSGAN weight; unrolled GAN
         self.phases = (Phase("D", "D", repeat=s.n_critic), Phase("G", "G", repeat=s.g_steps))
-        self.handoff: Fakes | None = None  # from the last D update to the G updates
+        self.handoffs: dict[int, Fakes] = {}  # from the last D update to the G updates, by accumulated batch
+        r = self.regularisers = s.regularisers
+        device = next(networks["D"].parameters()).device
+        self.lecam = LeCam(r.lecam, r.lecam_decay, r.lecam_start, device, s.world) if r.lecam else None
 
     def attach(self, networks, updates) -> None:
         super().attach(networks, updates)
@@ -60,18 +67,24 @@ class Adversarial(Game):
         return self.run["G"](z, y)
 
     # ---------------------------------------------------------------- the pieces of an iteration
-    def draw_fakes(self, size: int, y: Tensor | None, keep: bool) -> Fakes:
-        """G(z) for fresh noise; with `keep` its graph is built and the fakes are handed to the next G update."""
+    @property
+    def handoff(self) -> Fakes:
+        """What the D update of this accumulated batch handed on."""
+        return self.handoffs[self.updates.micro]
+
+    def draw_fakes(self, size: int, y: Tensor | None) -> Fakes:
+        """G(z) for fresh noise; when the G update reuses them, with G's graph, handed to the next G update."""
+        keep = self.settings.reuse_fakes
         z = self.updates.noise(size, self.latent_dim)
         with torch.set_grad_enabled(keep), self.updates.precision.autocast():
             fakes = Fakes(y, size, z, self.fake(z, y))
-        self.handoff = fakes if keep else Fakes(y, size)
+        self.handoffs[self.updates.micro] = fakes if keep else Fakes(y, size)
         return fakes
 
     def fakes_for_g(self) -> Fakes:
-        """The D update's fakes for the first G update that asks (n_critic 1), else new ones for its labels."""
+        """The D update's fakes for the first G update that asks (reuse_fakes), else new ones for its labels."""
         handed = self.handoff
-        self.handoff = Fakes(handed.y, handed.size)  # later G updates of the iteration draw new fakes
+        self.handoffs[self.updates.micro] = Fakes(handed.y, handed.size)  # later G updates draw new fakes
         if handed.image is not None:
             return handed
         z = self.updates.noise(handed.size, self.latent_dim)
@@ -83,15 +96,47 @@ class Adversarial(Game):
                              **{f"penalty/{k}": v for k, v in penalties.items()},
                              **{f"diag/{k}": v for k, v in self.loss.diagnostics().items()}})
 
+    def d_regularisers(self, real_in: Tensor, fake_in: Tensor, real_out: Tensor, fake_out: Tensor,
+                       y: Tensor | None, z: Tensor | None, step: int) -> dict[str, Tensor]:
+        """The weighted small-data terms added to D's loss, by name: LeCam, bCR, zCR (each logged as
+        penalty/<name> before its weight). `real_in` / `fake_in`: D's inputs; `z`: the fakes' noise."""
+        u, D, r, terms, logged = self.updates, self.run["D"], self.regularisers, {}, {}
+        if self.lecam is not None:
+            term = self.lecam(real_out, fake_out, step)
+            if term is not None:
+                logged["lecam"], terms["lecam"] = term, r.lecam * term
+        for side, weight, x, out in (("real", r.bcr_real, real_in, real_out), ("fake", r.bcr_fake, fake_in, fake_out)):
+            if weight:
+                with u.precision.autocast():
+                    moved = D(consistency_transform(x), y).float()
+                logged[f"bcr_{side}"] = F.mse_loss(out, moved)
+                terms[f"bcr_{side}"] = weight * logged[f"bcr_{side}"]
+        if r.zcr_d and z is not None:
+            with torch.no_grad(), u.precision.autocast():
+                nearby = self.fake(z + r.zcr_radius * torch.randn_like(z), y)
+            with u.precision.autocast():
+                out_nearby = D(u.d_input(nearby, step), y).float()
+            logged["zcr_d"] = F.mse_loss(fake_out, out_nearby)
+            terms["zcr_d"] = r.zcr_d * logged["zcr_d"]
+        u.record({f"penalty/{k}": v for k, v in logged.items()})
+        return terms
+
     def g_terms(self, fakes: Fakes) -> dict[str, Tensor]:
         """The weighted terms added to G's loss besides the adversarial one, by name: the game's
-        regularisers and mode seeking (each logged as penalty/<name>, before its weight)."""
+        regularisers, mode seeking and zCR's G term (each logged as penalty/<name>, before its weight)."""
         terms = self.g_regularisers()
         self.updates.record({f"penalty/{k}": v for k, v in terms.items()})
         if self.mode_seeking:
             ms = mode_seeking_term(fakes.z, fakes.image.float())
             self.updates.record({"penalty/mode_seeking": ms})
             terms["mode_seeking"] = self.mode_seeking * ms
+        r = self.regularisers
+        if r.zcr_g:  # G(z) and G(z + e) pushed apart: G keeps using all of z
+            with self.updates.precision.autocast():
+                nearby = self.fake(fakes.z + r.zcr_radius * torch.randn_like(fakes.z), fakes.y)
+            spread = F.mse_loss(fakes.image.float(), nearby.float())
+            self.updates.record({"penalty/zcr_g": spread})
+            terms["zcr_g"] = -r.zcr_g * spread
         return terms
 
     def g_regularisers(self) -> dict[str, Tensor]:
@@ -116,35 +161,36 @@ class Adversarial(Game):
 
     # ---------------------------------------------------------------- phases
     def d_phase(self, step: int, measure: bool) -> None:
-        """One D update on a fresh batch (its fakes kept for the G update when n_critic is 1)."""
+        """One D update on a fresh batch (its fakes kept for the G update when it reuses them)."""
         real, y = self.d_batch(step)
-        fakes = self.draw_fakes(real.shape[0], y, keep=self.settings.n_critic == 1)
-        self.d_update(real, fakes.image, y, step, measure)
+        fakes = self.draw_fakes(real.shape[0], y)
+        self.d_update(real, fakes.image, y, step, measure, z=fakes.z)
 
-    def d_update(self, real: Tensor, fake: Tensor, y: Tensor, step: int, measure: bool, record: bool = True) -> None:
+    def d_update(self, real: Tensor, fake: Tensor, y: Tensor, step: int, measure: bool, record: bool = True,
+                 z: Tensor | None = None) -> None:
         u, D = self.updates, self.run["D"]
         real_in, fake_in = u.d_input(real, step), u.d_input(fake.detach(), step)
         with u.precision.autocast():
             real_out, fake_out = D(real_in, y).float(), D(fake_in, y).float()
             loss_d = self.loss.d_loss(real_out, fake_out)
         penalties = self.penalties(self.eager["D"], real_in, fake_in, y, step)  # double backward: uncompiled
-        u.optimize("D", loss_d + sum(penalties.values()), measure, watch=loss_d)  # the sum of no penalties is 0
+        extra = self.d_regularisers(real_in, fake_in, real_out, fake_out, y, z, step) if record else {}
+        u.optimize("D", loss_d + sum(penalties.values()) + sum(extra.values()), measure, watch=loss_d)
         self.loss.after_d_step(D)
         if record:
+            u.observe_real(real_out)
             self.record_d(loss_d, real_out, fake_out, penalties)
 
     def g_phase(self, step: int, measure: bool) -> None:
         """One G update: D judges G's fakes (D's weights frozen), plus the game's G terms."""
-        u, D = self.updates, self.run["D"]
+        u = self.updates
         fakes = self.fakes_for_g()
-        with self.unrolled_d(step):
-            D.requires_grad_(False)  # G's backward needs no gradients for D's weights
+        with self.unrolled_d(step), frozen(self.run["D"]):  # G's backward needs no gradients for D's weights
             with u.precision.autocast():
                 fake_out = self.D_plain(u.d_input(fakes.image, step), fakes.y).float()
                 loss_g = self.loss.g_loss(fake_out)
             terms = self.g_terms(fakes)
             u.optimize("G", loss_g + sum(terms.values()), measure, watch=loss_g)
-            D.requires_grad_(True)
         u.record({"loss/G": loss_g, "D/fake_g": self.score(fake_out)})
 
     # ---------------------------------------------------------------- samples
@@ -182,6 +228,14 @@ class Adversarial(Game):
         with torch.no_grad(), eval_mode(networks):  # no BatchNorm statistics updates
             z = torch.randn(count, self.latent_dim, device=device)
             return networks["G"](z, labels if self.conditional else None)
+
+    # ---------------------------------------------------------------- state
+    def state_dict(self) -> dict[str, Any]:
+        return {"lecam": self.lecam.state_dict()} if self.lecam is not None else {}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        if self.lecam is not None and "lecam" in state:
+            self.lecam.load_state_dict(state["lecam"])
 
     @classmethod
     def evaluator(cls, dataset_cfg, data, settings, device):

@@ -22,10 +22,12 @@ from dataclasses import dataclass
 from typing import Any, Callable, ClassVar, Protocol
 
 import torch
+from omegaconf import OmegaConf
 from torch import Tensor, nn
 
 from gan_cli.data.base import GanData
 from gan_cli.errors import ConfigError
+from gan_cli.games.d_regularisers import Regularisers
 from gan_cli.truncation import kind_of as truncation_kind, normal
 
 
@@ -35,11 +37,13 @@ class Services(Protocol):
 
     precision: Any  # .autocast(), .full_precision(): the forward passes' precision, fp32 for penalties
     optimizers: dict[str, torch.optim.Optimizer]
+    micro: int  # with gradient accumulation: which of the accumulated batches a phase runs on (0, 1, ...)
 
     def next_batch(self) -> tuple[Tensor, ...]: ...  # the next batch of every data field, on the device
     def noise(self, batch: int, dim: int) -> Tensor: ...  # z for this rank's share of the global batch
     def d_input(self, x: Tensor, step: int) -> Tensor: ...  # what D sees of x (augmentation, instance noise)
     def optimize(self, name: str, loss: Tensor, measure: bool, watch: Tensor | None = None) -> None: ...
+    def observe_real(self, real_logits: Tensor) -> None: ...  # D's raw outputs on reals (ADA's r_t)
     def record(self, values: dict[str, Tensor | float]) -> None: ...  # scalars for the next log step
 
 
@@ -87,11 +91,20 @@ class Settings:
     seed: int = 0
     mode_seeking: float = 0.0  # MSGAN weight
     unroll_steps: int = 0  # unrolled GAN's look-ahead D steps
+    accumulate: int = 1  # batches whose gradients each optimizer step sums
+    regularisers: Regularisers = Regularisers()  # LeCam, bCR, zCR weights
     rank: int = 0  # this process's rank under torchrun (games with their own random streams seed by it)
+    world: int = 1  # how many processes train together
 
     @classmethod
-    def of(cls, trainer: Any, rank: int = 0) -> "Settings":
-        return cls(**{k: trainer[k] for k in cls.__dataclass_fields__ if k != "rank"}, rank=rank)
+    def of(cls, trainer: Any, rank: int = 0, world: int = 1) -> "Settings":
+        copied = {k: trainer[k] for k in cls.__dataclass_fields__ if k in trainer and k not in ("regularisers",)}
+        return cls(**copied, regularisers=Regularisers.of(trainer), rank=rank, world=world)
+
+    @property
+    def reuse_fakes(self) -> bool:
+        """The G update reuses the D update's G(z) (and G's graph): one D update per iteration, no accumulation."""
+        return self.n_critic == 1 and self.accumulate == 1
 
 
 @dataclass
@@ -104,13 +117,15 @@ class Setup:
 
 
 def check_supported(game: type, trainer: Any) -> None:
-    """A trainer key the game cannot honour (`Game.unsupported`) is a ConfigError naming its only valid value."""
+    """A trainer key the game cannot honour (`Game.unsupported`, dotted for nested keys) is a ConfigError naming
+    its only valid value."""
     for key, valid in game.unsupported.items():
-        value = trainer.get(key, valid)
+        value = OmegaConf.select(trainer, key, default=valid)
         if value != valid:
             name = game.__name__.lower()  # the registry's name of every shipped game
-            raise ConfigError(f"trainer.{key}={value} is not supported by the {name} game (model.game.name="
-                              f"{name}); set trainer.{key}={valid}.")
+            yaml = lambda v: str(v).lower() if isinstance(v, bool) else v  # noqa: E731 - as the command line writes it
+            raise ConfigError(f"trainer.{key}={yaml(value)} is not supported by the {name} game (model.game.name="
+                              f"{name}); set trainer.{key}={yaml(valid)}.")
 
 
 class Game:
@@ -220,6 +235,21 @@ def generate(G: nn.Module, num: int, device: torch.device, batch_size: int = 256
             yb = None if labels is None else labels[start : start + batch_size].to(device)
             out.append(G(zb, yb, **extra).float().cpu())
     return torch.cat(out)
+
+
+@contextmanager
+def frozen(*modules: nn.Module):
+    """Within the block no gradients are kept for the modules' weights (G's update through D); afterwards each
+    parameter trains as before (FreezeD's frozen blocks stay frozen)."""
+    params = [p for m in modules for p in m.parameters()]
+    trained = [p.requires_grad for p in params]
+    for p in params:
+        p.requires_grad_(False)
+    try:
+        yield
+    finally:
+        for p, flag in zip(params, trained):
+            p.requires_grad_(flag)
 
 
 def eval_mode(networks: dict[str, nn.Module]):

@@ -16,7 +16,7 @@ from torch import Tensor
 
 from gan_cli.config import check_int, check_range
 from gan_cli.errors import ConfigError
-from gan_cli.games.base import OptimizerSpec, Phase, eval_mode
+from gan_cli.games.base import OptimizerSpec, Phase, eval_mode, frozen
 from gan_cli.games.image_pool import ImagePool
 from gan_cli.games.image_translation import Translation, rows_picture
 
@@ -48,7 +48,7 @@ class CycleGAN(Translation):
         self.phases = (Phase("G", "G"), Phase("D", "D"))  # D learns from the fakes G just made
         seed = self.settings.seed * 1_000 + 2 * self.settings.rank
         self.pools = {name: ImagePool(pool_size, seed + i) for i, name in enumerate(self.discriminators)}
-        self._fakes: dict[str, Tensor] = {}
+        self._handoffs: dict[int, tuple] = {}  # G's batch and fakes for the D update, by accumulated batch
 
     def run_phase(self, phase: Phase, step: int, measure: bool) -> None:
         if phase.name == "G":
@@ -59,34 +59,31 @@ class CycleGAN(Translation):
     def g_phase(self, measure: bool) -> None:
         u, run = self.updates, self.run
         a, b, _, _ = u.next_batch()
-        self._batch = (a, b)
-        for name in self.discriminators:
-            run[name].requires_grad_(False)
-        with u.precision.autocast():
-            fake_b, fake_a = run["G_ab"](a), run["G_ba"](b)
-            rec_a, rec_b = run["G_ba"](fake_b), run["G_ab"](fake_a)
-            out_b, out_a = self.local["D_b"](fake_b).float(), self.local["D_a"](fake_a).float()
-            adv = self.loss.g_loss(out_b) + self.loss.g_loss(out_a)
-        cycle = (rec_a.float() - a).abs().mean() + (rec_b.float() - b).abs().mean()
-        total = adv + self.lambda_cycle * cycle
-        stats = {}
-        if self.identity > 0:
+        with frozen(*(run[name] for name in self.discriminators)):  # G's backward needs no gradients for D's weights
             with u.precision.autocast():
-                same_b, same_a = run["G_ab"](b), run["G_ba"](a)
-            idt = (same_b.float() - b).abs().mean() + (same_a.float() - a).abs().mean()
-            total = total + self.identity * self.lambda_cycle * idt
-            stats["loss/identity"] = idt
-        u.optimize("G", total, measure)
-        for name in self.discriminators:
-            run[name].requires_grad_(True)
-        self._fakes = {"D_a": fake_a.detach(), "D_b": fake_b.detach()}
+                fake_b, fake_a = run["G_ab"](a), run["G_ba"](b)
+                rec_a, rec_b = run["G_ba"](fake_b), run["G_ab"](fake_a)
+                out_b, out_a = self.local["D_b"](fake_b).float(), self.local["D_a"](fake_a).float()
+                adv = self.loss.g_loss(out_b) + self.loss.g_loss(out_a)
+            cycle = (rec_a.float() - a).abs().mean() + (rec_b.float() - b).abs().mean()
+            total = adv + self.lambda_cycle * cycle
+            stats = {}
+            if self.identity > 0:
+                with u.precision.autocast():
+                    same_b, same_a = run["G_ab"](b), run["G_ba"](a)
+                idt = (same_b.float() - b).abs().mean() + (same_a.float() - a).abs().mean()
+                total = total + self.identity * self.lambda_cycle * idt
+                stats["loss/identity"] = idt
+            u.optimize("G", total, measure)
+        self._handoffs[u.micro] = (a, b, {"D_a": fake_a.detach(), "D_b": fake_b.detach()})
         u.record({"loss/G": adv / 2, "loss/cycle": cycle, "loss/G_total": total, **stats})
 
     def d_phase(self, step: int, measure: bool) -> None:
-        u, (a, b) = self.updates, self._batch
+        u = self.updates
+        a, b, fakes = self._handoffs[u.micro]
         losses, stats = [], {}
         for name, real in (("D_a", a), ("D_b", b)):
-            D, fake = self.run[name], self.pools[name].query(self._fakes[name])
+            D, fake = self.run[name], self.pools[name].query(fakes[name])
             with u.precision.autocast():
                 real_out, fake_out = D(real).float(), D(fake).float()
                 loss = 0.5 * self.loss.d_loss(real_out, fake_out)

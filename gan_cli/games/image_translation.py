@@ -19,7 +19,8 @@ GRID_ROWS = 8  # examples in the fixed grid: one row each
 class Translation(Game):
     real_index: ClassVar[int] = 1  # items are (a, b, ...): b is what the generator outputs
     unsupported: ClassVar[dict[str, Any]] = {  # remedies of the noise game that have no meaning here yet
-        "augment": [], "instance_noise": 0.0, "mode_seeking": 0.0, "unroll_steps": 0}
+        "augment": [], "instance_noise": 0.0, "mode_seeking": 0.0, "unroll_steps": 0, "ada.enabled": False,
+        "lecam.weight": 0.0, "bcr.real": 0.0, "bcr.fake": 0.0, "zcr.d": 0.0, "zcr.g": 0.0}
 
     def fixed_inputs(self, num: int, seed: int) -> dict[str, Tensor]:
         """Held-out inputs (and their targets or B-domain examples): the first min(num, 8)."""

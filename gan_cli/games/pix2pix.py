@@ -14,7 +14,7 @@ import torch
 from torch import Tensor
 
 from gan_cli.config import check_range
-from gan_cli.games.base import Phase, eval_mode
+from gan_cli.games.base import Phase, eval_mode, frozen
 from gan_cli.games.image_translation import Translation, rows_picture
 
 
@@ -39,7 +39,7 @@ class Pix2Pix(Translation):
         check_range("model.game.d_loss_scale", d_loss_scale, 0, math.inf, False, "the paper's 0.5")
         self.lambda_l1, self.adversarial_weight, self.d_loss_scale = lambda_l1, adversarial_weight, d_loss_scale
         self.phases = (Phase("D", "D", repeat=self.settings.n_critic), Phase("G", "G", repeat=self.settings.g_steps))
-        self.handoff: Translated | None = None  # from the last D update to the G updates
+        self.handoffs: dict[int, Translated] = {}  # from the last D update to the G updates, by accumulated batch
 
     def attach(self, networks, updates) -> None:
         super().attach(networks, updates)
@@ -53,11 +53,11 @@ class Pix2Pix(Translation):
 
     def d_phase(self, step: int, measure: bool) -> None:
         u, D = self.updates, self.run["D"]
-        reuse = self.settings.n_critic == 1
+        reuse = self.settings.reuse_fakes
         a, b, y = u.next_batch()
         with torch.set_grad_enabled(reuse), u.precision.autocast():
             fake = self.run["G"](a)
-        self.handoff = Translated(a, b, fake if reuse else None)
+        self.handoffs[u.micro] = Translated(a, b, fake if reuse else None)
         real_in, fake_in = torch.cat([a, b], 1), torch.cat([a, fake.detach()], 1)
         with u.precision.autocast():
             real_out, fake_out = D(real_in).float(), D(fake_in).float()
@@ -69,20 +69,19 @@ class Pix2Pix(Translation):
                   **{f"penalty/{k}": v for k, v in penalties.items()}})
 
     def g_phase(self, measure: bool) -> None:
-        u, D = self.updates, self.run["D"]
-        a, b, fake = self.handoff
-        self.handoff = Translated(a, b)  # later G updates of the iteration translate again
+        u = self.updates
+        a, b, fake = self.handoffs[u.micro]
+        self.handoffs[u.micro] = Translated(a, b)  # later G updates of the iteration translate again
         if fake is None:
             with u.precision.autocast():
                 fake = self.run["G"](a)
-        D.requires_grad_(False)
-        with u.precision.autocast():
-            fake_out = self.D_plain(torch.cat([a, fake], 1)).float()
-            loss_adv = self.loss.g_loss(fake_out)
-        l1 = (fake.float() - b.float()).abs().mean()
-        total = self.adversarial_weight * loss_adv + self.lambda_l1 * l1
-        u.optimize("G", total, measure)
-        D.requires_grad_(True)
+        with frozen(self.run["D"]):
+            with u.precision.autocast():
+                fake_out = self.D_plain(torch.cat([a, fake], 1)).float()
+                loss_adv = self.loss.g_loss(fake_out)
+            l1 = (fake.float() - b.float()).abs().mean()
+            total = self.adversarial_weight * loss_adv + self.lambda_l1 * l1
+            u.optimize("G", total, measure)
         u.record({"loss/G": loss_adv, "loss/G_l1": l1, "loss/G_total": total, "D/fake_g": self.score(fake_out)})
 
     def sample_picture(self, networks, fixed) -> Tensor:

@@ -69,13 +69,15 @@ class StyleGAN2(Adversarial):
         """The adversarial D loss on a fresh real batch and G's fakes (no penalty group: R1 is `r1_reg`)."""
         u, D = self.updates, self.run["D"]
         real, y = u.next_batch()
-        fakes = self.draw_fakes(real.shape[0], y, keep=self.settings.n_critic == 1)  # G(z), kept for G
-        real_in, fake_in = u.d_input(real, step), u.d_input(fakes.image.detach(), step)  # DiffAugment
+        fakes = self.draw_fakes(real.shape[0], y)  # G(z), kept for G when it reuses them
+        real_in, fake_in = u.d_input(real, step), u.d_input(fakes.image.detach(), step)  # ADA, DiffAugment
         with u.precision.autocast():
             real_out, fake_out = D(real_in, y).float(), D(fake_in, y).float()  # (B,) logits
             loss = self.loss.d_loss(real_out, fake_out)
-        u.optimize("D", loss, measure, watch=loss)
+        extra = self.d_regularisers(real_in, fake_in, real_out, fake_out, y, fakes.z, step)  # LeCam, bCR, zCR
+        u.optimize("D", loss + sum(extra.values()), measure, watch=loss)
         self.loss.after_d_step(D)
+        u.observe_real(real_out)
         self.record_d(loss, real_out, fake_out, penalties={})
 
     def r1_reg(self, step: int) -> None:
@@ -107,7 +109,8 @@ class StyleGAN2(Adversarial):
         u.record({"penalty/path_length": penalty, "stylegan/pl_mean": self.pl_mean})
 
     def state_dict(self) -> dict[str, Any]:
-        return {"pl_mean": self.pl_mean.detach().cpu()}
+        return {**super().state_dict(), "pl_mean": self.pl_mean.detach().cpu()}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
+        super().load_state_dict(state)
         self.pl_mean = state["pl_mean"].to(self.pl_mean.device, self.pl_mean.dtype)

@@ -75,6 +75,7 @@ def format_stats(v: dict[str, float]) -> str:
         f"loss D {v['loss/D']:.3f} G {v['loss/G']:.3f}" if "loss/D" in v else "",
         f"L1 {v['loss/G_l1']:.3f}" if "loss/G_l1" in v else "",  # pix2pix
         f"cycle {v['loss/cycle']:.3f}" if "loss/cycle" in v else "",  # cyclegan
+        f"ADA p {v['ada/p']:.2f} r_t {v['ada/rt']:.2f}" if "ada/p" in v and "ada/rt" in v else "",
         f"{v['perf/img_per_s']:.0f} img/s" if "perf/img_per_s" in v else "",
     ]
     return "  ".join(p for p in parts if p)

@@ -37,7 +37,17 @@ def tag_help(probabilities: bool) -> dict[str, str]:
                                "as added to G's loss on its lazy steps (model.game.pl_every).",
         "penalty/ortho": "BigGAN orthogonal regularisation: weight x sum of ||W W^T * (1 - I)||_F^2 over G's "
                          "weights (not the shared class embedding), as added to G's loss.",
+        "penalty/lecam": "LeCam: |relu(D(x) - EMA of D(G(z)))|^2 + |relu(EMA of D(x) - D(G(z)))|^2, before its "
+                         "weight trainer.lecam.weight.",
+        "penalty/bcr_*": "bCR: mean |D(x) - D(T(x))|^2 on reals (bcr_real) or fakes (bcr_fake), T a random flip and "
+                         "shift, before its weight trainer.bcr.real / fake.",
+        "penalty/zcr_d": "zCR, D's term: mean |D(G(z)) - D(G(z + e))|^2, before its weight trainer.zcr.d.",
+        "penalty/zcr_g": "zCR, G's term: mean |G(z) - G(z + e)|^2, which G's loss raises (weight trainer.zcr.g).",
         "penalty/*": "Penalty on D (the `penalty` group or the loss's own), weighted, as added to D's loss.",
+        "ada/p": "ADA: the probability with which each augmentation is applied to every image D sees (mean over the "
+                 "log window); it rises while ada/rt is above trainer.ada.target and falls while below.",
+        "ada/rt": "r_t = E[sign(D(x))] on the real batches: 1 when D is sure of every real image, ADA's measure of "
+                  "D overfitting (logged with or without ADA; the doctor's health/memorising).",
         "stylegan/pl_mean": "StyleGAN2: running mean of the path lengths |J_w^T y| the regulariser pulls toward.",
         "progan/resolution": "ProGAN: side of the images G and D train on now (mean over the log window).",
         "progan/alpha": "ProGAN: fade-in weight of the newest resolution, 0 -> 1 while it fades in, 1 when stable.",
@@ -76,6 +86,8 @@ HEALTH = {  # gan_cli/doctor.py SYMPTOMS
     "health/oscillation": _EPISODE + "loss/G and loss/D swing periodically without a trend.",
     "health/critic_flat": _EPISODE + "WGAN: the critic's loss/D stays flat (weight clipping too tight?).",
     "health/gp_off": _EPISODE + "WGAN-GP: the gradient norm on interpolates (diag/gp_grad_norm) is far from 1.",
+    "health/memorising": _EPISODE + "D is sure of every real image (ada/rt above trainer.doctor.memorising_rt) "
+                                    "with ADA off: it has begun to memorise the training set.",
     "health/data_bound": _EPISODE + "Data read from disk is the bottleneck: perf/data_ms is over 20% of perf/step_ms.",
     "health/diversity_ratio": "Training doctor: mean pairwise distance of fresh fakes / of a real batch "
                               "(about 1 when as diverse as the data, near 0 for mode collapse).",
