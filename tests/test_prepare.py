@@ -103,6 +103,19 @@ def test_dataset_path_errors(folder, tmp_path):
         prepared(str(tmp_path / "p"))
 
 
+def test_a_recipe_resolution_must_be_the_prepared_one(folder, tmp_path):
+    """experiment=quickstart sets dataset.resolution=32: with a dataset prepared at 8 px that is one clear error."""
+    from gan_cli.data.selection import build_dataset
+    from tests.conftest import compose_cfg
+
+    prepare(cfg(folder, tmp_path / "p"))
+    node = compose_cfg("experiment=quickstart", "dataset=prepared", f"dataset.path={tmp_path / 'p'}").dataset
+    with pytest.raises(DataError, match=r"dataset\.resolution=32, but .* was prepared at 8 px"):
+        build_dataset(node)
+    node.resolution = 8
+    assert build_dataset(node).shape == (3, 8, 8)
+
+
 def test_large_jpegs_decode_reduced_and_match_a_full_decode(tmp_path):
     """A 512x384 JPEG prepared at 32 px decodes at 1/4 scale (its short side 96, at least twice 32) and, after
     the lanczos resize, differs from the full decode's result by about one grey level."""

@@ -88,11 +88,17 @@ def read_manifest(path: Path) -> dict:
     return manifest
 
 
-def prepared(path: str = "data/prepared", xflip: bool = False, seed: int = 0, in_memory_gb: float = 4.0) -> GanData:
-    """A prepared dataset (`dataset.subset` / `classes`: gan_cli.data.selection)."""
+def prepared(path: str = "data/prepared", xflip: bool = False, seed: int = 0, in_memory_gb: float = 4.0,
+             resolution: int | None = None) -> GanData:
+    """A prepared dataset (`dataset.subset` / `classes`: gan_cli.data.selection). `resolution` (a recipe's
+    `dataset.resolution`) must be the one it was prepared at."""
     root = Path(path).expanduser()
     manifest = read_manifest(root)
     shape, count = tuple(manifest["shape"]), int(manifest["count"])
+    if resolution is not None and resolution != shape[-1]:
+        raise DataError(f"dataset.resolution={resolution}, but {root} was prepared at {shape[-1]} px. Prepare it "
+                        f"again at that size (gan prepare ... resolution={resolution} out=NEW_FOLDER), or set "
+                        f"dataset.resolution={shape[-1]} (or null) to train at {shape[-1]} px.")
     try:
         images = np.memmap(root / IMAGES, dtype=np.uint8, mode="r", shape=(count, *shape))
         labels = np.fromfile(root / LABELS, dtype=np.int64)
