@@ -156,6 +156,7 @@ class BatchStream:
         self._workers = None
 
     def next(self) -> tuple[Tensor, ...]:
+        """The next batch; a prepared dataset's images are valid until the next call (Decode reuses its buffer)."""
         start = time.perf_counter()  # the host's clock only: no device sync
         if self._iter is None:
             self._iter = self._start()
