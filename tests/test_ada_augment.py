@@ -174,15 +174,15 @@ def test_geometric_parameters_follow_the_reference():
     assert abs(rotated.float().mean().item() - 0.5) < 0.03
 
 
-def test_filter_pairs_differentiate_like_torchs_convolutions():
-    """The up- and downsampling convolutions, each differentiated by the other, match torch's own
-    convolutions and their first and second derivatives (R1's double backward needs the second)."""
-    down, up = ada._sym6(torch.device("cpu"))
-    for weight, transpose, padding, size in ((up, True, 5 + ada.CROP, 9), (down, False, 0, 16)):
-        w = weight.expand(2, 1, 12, 12)
+def test_filter_matrices_differentiate_like_torchs_convolutions():
+    """The up- and downsampling as matrix products match torch's depthwise convolutions with the 12 x 12
+    filter, and their first and second derivatives (R1's double backward needs the second)."""
+    down, up = ada._sym6(torch.device("cpu"))  # 1D factors of the separable 12 x 12 filters
+    for factor, transpose, padding, size in ((up, True, 5 + ada.CROP, 9), (down, False, 0, 16)):
+        w = torch.outer(factor, factor).expand(2, 1, 12, 12)  # the 2D filter, as a grouped convolution
         conv = F.conv_transpose2d if transpose else F.conv2d
         x = torch.randn(1, 2, size, size, requires_grad=True)
-        ours = ada._Filter.apply(x, w, transpose, padding)
+        ours = ada._filter(x, transpose, padding)
         torchs = conv(x, w, stride=2, padding=padding, groups=2)
         r = torch.randn_like(ours, requires_grad=True)
         (g_ours,), (g_torchs,) = (torch.autograd.grad(y, x, r, create_graph=True) for y in (ours, torchs))

@@ -219,31 +219,32 @@ def _geometric_matrix(B: int, H: int, W: int, p: Tensor, m: dict[str, float],
 # ----------------------------------------------------------------------------------- resampler
 @lru_cache(maxsize=None)
 def _sym6(device: torch.device) -> tuple[Tensor, Tensor]:
-    """(12, 12) separable sym6 lowpass normalised to sum 1 (upfirdn2d.setup_filter), for downsampling,
-    and 4 times it for upsampling (upfirdn2d's gain up ** 2): made once per device."""
+    """The separable sym6 lowpass as one 1D factor of (12, 12) normalised to sum 1 (upfirdn2d.setup_filter),
+    for downsampling, and of 4 times it for upsampling (upfirdn2d's gain up ** 2): made once per device."""
     f = torch.tensor(SYM6, dtype=torch.float64)
-    f = torch.outer(f, f) / f.sum() ** 2
-    return f.to(device, torch.float32), (4 * f).to(device, torch.float32)
+    f = f / f.sum()
+    return f.to(device, torch.float32), (2 * f).to(device, torch.float32)
 
 
-class _Filter(torch.autograd.Function):
-    """Stride-2 conv2d (or conv_transpose2d) of x (1, N, h, w) with a constant depthwise filter,
-    differentiated by the other one: its adjoint (the sizes used here leave no remainder). Torch's own
-    backward of a grouped conv_transpose2d is ten times slower on the CPU, and R1's double backward would
-    reach it too (stylegan2-ada's conv2d_gradfix pairs them likewise)."""
+@lru_cache(maxsize=64)
+def _filter_matrix(n: int, transpose: bool, padding: int, device: torch.device) -> Tensor:
+    """(n, m): the 1D stride-2 filtering of a length-n signal by the sym6 factor (conv_transpose1d to upsample,
+    conv1d to downsample, with `padding`) as a matrix, x @ M: the filter applied to each unit vector."""
+    down, up = _sym6(device)
+    unit = torch.eye(n, device=device).unsqueeze(1)  # (n, 1, n)
+    if transpose:
+        return F.conv_transpose1d(unit, up.view(1, 1, -1), stride=2, padding=padding).squeeze(1)
+    return F.conv1d(unit, down.view(1, 1, -1), stride=2, padding=padding).squeeze(1)
 
-    @staticmethod
-    def forward(ctx, x: Tensor, weight: Tensor, transpose: bool, padding: int) -> Tensor:
-        ctx.weight, ctx.transpose, ctx.padding = weight, transpose, padding
-        if transpose:
-            return F.conv_transpose2d(x, weight, stride=2, padding=padding, groups=x.shape[1])
-        extra = max(padding - weight.shape[-1] // 2, 0)  # oneDNN's depthwise conv2d is slow padding more
-        return F.conv2d(F.pad(x, [extra] * 4) if extra else x, weight, stride=2, padding=padding - extra,
-                        groups=x.shape[1])
 
-    @staticmethod
-    def backward(ctx, grad: Tensor) -> tuple[Tensor, None, None, None]:
-        return _Filter.apply(grad, ctx.weight, not ctx.transpose, ctx.padding), None, None, None
+def _filter(x: Tensor, transpose: bool, padding: int) -> Tensor:
+    """x (B, C, h, w) upsampled (transpose) or downsampled 2x by the separable sym6 filter: two matrix products,
+    along W then H. Banded matrices waste multiply-adds, but a CPU runs them many times faster than the
+    depthwise (transposed) convolutions they stand for, and their derivatives (R1's double backward too)
+    are plain matrix products."""
+    along_w = _filter_matrix(x.shape[-1], transpose, padding, x.device)  # (w, w')
+    along_h = _filter_matrix(x.shape[-2], transpose, padding, x.device)  # (h, h')
+    return along_h.T @ (x @ along_w)  # (B, C, h', w')
 
 
 def _resample(P: Tensor, L: Tensor, offset: Tensor) -> Tensor:
@@ -251,15 +252,12 @@ def _resample(P: Tensor, L: Tensor, offset: Tensor) -> Tensor:
     p_in = L p_out + offset: 2x upsampling, bilinear grid_sample, 2x downsampling. (B, C, H, W)."""
     B, C, Hp, Wp = P.shape
     H, W = Hp - 2 * PAD, Wp - 2 * PAD
-    down, up = _sym6(P.device)
     # upfirdn2d.upsample2d less CROP samples a side: sample s of U sits at pixel (s + CROP) / 2 - PAD
-    U = _Filter.apply(P.reshape(1, B * C, Hp, Wp), up.expand(B * C, 1, 12, 12), True, 5 + CROP)
-    U = U.view(B, C, 2 * Hp - 2 * CROP, 2 * Wp - 2 * CROP)
+    U = _filter(P, True, 5 + CROP)  # (B, C, 2 Hp - 2 CROP, 2 Wp - 2 CROP)
     S = F.grid_sample(U, _sample_grid(L, offset, H, W), mode="bilinear", padding_mode="zeros",
                       align_corners=False)  # (B, C, 2 H + 4 BORDER - 2, 2 W + 4 BORDER - 2)
     # upfirdn2d.downsample2d (flip_filter, padding -2 BORDER): output pixel k from samples 2k .. 2k + 11
-    S = _Filter.apply(S.reshape(1, B * C, *S.shape[2:]), down.expand(B * C, 1, 12, 12), False, 0)
-    return S.view(B, C, H, W)
+    return _filter(S, False, 0)  # (B, C, H, W)
 
 
 @lru_cache(maxsize=64)
