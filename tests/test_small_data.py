@@ -214,3 +214,10 @@ def test_subset_is_the_first_n_of_a_fixed_shuffle_and_heldout_stays_whole():
         digits("dataset.subset=5000")
     with pytest.raises(ConfigError, match=r"dataset\.classes=.*from 0 to 9"):
         digits("dataset.classes=[12]")
+
+
+def test_the_small_data_recipe_trains_with_ada_on_500_digits(tmp_path):
+    cfg = compose_cfg("experiment=small_data", *FAST, "trainer.max_steps=2", "dataset.resolution=16")
+    assert cfg.trainer.ada.enabled and cfg.dataset.subset == 500 and cfg.model.game.r1_gamma == 0.01
+    train(cfg, tmp_path / "run")
+    assert "ada" in last(tmp_path / "run")
