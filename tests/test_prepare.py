@@ -181,6 +181,19 @@ def test_cgan_trains_on_prepared_labels(folder, tmp_path):
     assert result["step"] == 4
 
 
+def test_the_doctor_and_the_real_grid_see_prepared_images_as_floats(folder, tmp_path):
+    """Prepared images are uint8 until decoded: the doctor's diversity reference is in [-1, 1] like G's output."""
+    from gan_cli.engine.trainer import Trainer
+    from tests.conftest import FAST, compose_cfg
+
+    prepare(cfg(folder, tmp_path / "p", resolution=16))
+    trainer = Trainer(compose_cfg(*FAST, "model=dcgan", "model.g_width=8", "model.d_width=8", "dataset=prepared",
+                                  f"dataset.path={tmp_path / 'p'}", "trainer.batch_size=4"), tmp_path / "run")
+    items = prepared(str(tmp_path / "p")).dataset.tensors[0][:4]  # (4, 3, 16, 16) uint8
+    real = trainer.monitor.real_batch
+    assert real.dtype == torch.float32 and torch.allclose(real, items.float() / 127.5 - 1, atol=1e-6)
+
+
 def test_non_power_of_two_warns_and_overwrite_replaces(folder, tmp_path, capsys):
     prepare(cfg(folder, tmp_path / "p", resolution=12))
     said = capsys.readouterr().out

@@ -4,6 +4,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Callable, Literal
 
+import torch
 from torch import Tensor
 from torch.utils.data import Dataset, TensorDataset
 
@@ -62,3 +63,9 @@ class GanData:
 
     def __len__(self) -> int:
         return len(self.dataset)
+
+
+def as_floats(x: Tensor) -> Tensor:
+    """Images as a model sees them: uint8 (a prepared dataset's items) -> [-1, 1] as its `decode` maps them."""
+    return x.float().sub_(127.5).div_(127.5) if x.dtype == torch.uint8 else x
+

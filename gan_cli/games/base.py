@@ -25,7 +25,7 @@ import torch
 from omegaconf import OmegaConf
 from torch import Tensor, nn
 
-from gan_cli.data.base import GanData
+from gan_cli.data.base import GanData, as_floats
 from gan_cli.errors import ConfigError
 from gan_cli.games.d_regularisers import Regularisers
 from gan_cli.truncation import kind_of as truncation_kind, normal
@@ -171,9 +171,9 @@ class Game:
 
     # ---------------------------------------------------------------- samples
     def reals(self, count: int) -> Tensor:
-        """`count` real examples of what the generators output (the reference grid, the doctor's batch)."""
+        """`count` real examples of what the generators output, as floats (the reference grid, the doctor's batch)."""
         dataset = self.data.dataset
-        return torch.stack([dataset[i][self.real_index] for i in range(min(len(dataset), count))])
+        return as_floats(torch.stack([dataset[i][self.real_index] for i in range(min(len(dataset), count))]))
 
     real_index: ClassVar[int] = 0  # where the output domain sits in a dataset item
 
