@@ -42,6 +42,7 @@ class DoctorConfig:
     critic_flat_tol: float = 1e-4
     gp_norm_tol: float = 0.5
     memorising_rt: float = 0.6
+    memorising_rv: float = 0.5
 
 
 @dataclass

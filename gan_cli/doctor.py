@@ -2,7 +2,7 @@
 
 `Doctor.observe(step, stats, extra)` is called once per log step with the trainer's window means
 (D/real, D/fake, loss/D, loss/G, grad_norm/G, ...) and optional extra measurements
-(diversity_ratio, class_kl, gp_grad_norm, data_wait). Each rule turns an observation into "symptom
+(diversity_ratio, class_kl, gp_grad_norm, data_wait, r_v). Each rule turns an observation into "symptom
 present", "absent" or "unknown" (its inputs are missing); a symptom present for `window`
 consecutive observations (unknown ones neither count nor break the run) starts an EPISODE,
 reported once as a `Finding` with the fix to try. The episode lasts until an observation
@@ -38,9 +38,12 @@ Rules and sources:
                       the run (Arjovsky et al. 2017: the critic should track the distance).
   gp_off              |extra gp_grad_norm - 1| > gp_norm_tol: the gradient penalty does not hold
                       the critic's gradient norm near 1 on interpolates (Gulrajani et al. 2017).
-  memorising          (not wasserstein) ada/rt = E[sign(D(x))] on the reals > memorising_rt with ADA off (no
-                      ada/p): D is sure of every real image, the sign that it has begun to memorise the
-                      training set (Karras et al. 2020, sec. 3: r_t, the overfitting heuristic ADA steers by).
+  memorising          (not wasserstein, ADA off: no ada/p) ada/rt = E[sign(D(x))] on the training reals >
+                      memorising_rt (r_t, the overfitting heuristic ADA steers by) and extra r_v > memorising_rv:
+                      reals the run does not train on score r_v of the way from the training reals to the
+                      fakes (Karras et al. 2020, sec. 3 and fig. 3). r_t alone cannot tell a D that memorises
+                      from one merely ahead of G (a healthy DCGAN on all the digits keeps r_t near 1, as on
+                      100 of them), so the rule needs held-out reals: unknown without them.
   data_bound          extra data_wait (perf/data_ms / perf/step_ms; given for data read from disk, where
                       the fixes apply, not for data kept in memory) > DATA_WAIT: steps wait for their
                       batches. A wall-clock rule: unlike the others it can differ between two runs.
@@ -204,10 +207,13 @@ class Doctor:
             out["gp_off"] = (abs(gp - 1) > c.gp_norm_tol, f"gradient penalty not holding: critic grad norm on "
                              f"interpolates {_fmt(gp)}, |x - 1| > {c.gp_norm_tol} for {c.window} log steps", c.window)
 
-        rt = _stat(stats, "ada/rt")
-        if rt is not None and not self.wasserstein and "ada/p" not in stats:
-            out["memorising"] = (rt > c.memorising_rt, f"D is memorising the training set: r_t = E[sign(D(x))] = "
-                                 f"{_fmt(rt)} > {c.memorising_rt} on the reals for {c.window} log steps", c.window)
+        rt, rv = _stat(stats, "ada/rt"), _stat(extra, "r_v")
+        if rt is not None and rv is not None and not self.wasserstein and "ada/p" not in stats:
+            out["memorising"] = (rt > c.memorising_rt and rv > c.memorising_rv,
+                                 f"D is memorising the training set: it is sure of its training images (r_t = "
+                                 f"E[sign(D(x))] = {_fmt(rt)} > {c.memorising_rt}) and scores images it never trained "
+                                 f"on r_v = {_fmt(rv)} of the way from them to the fakes (> {c.memorising_rv}), for "
+                                 f"{c.window} log steps", c.window)
 
         wait = _stat(extra, "data_wait")
         if wait is not None:

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import math
 
 import pytest
 import torch
@@ -105,13 +106,32 @@ def test_ada_p_rises_on_a_memorised_set_and_is_refused_for_points(tmp_path):
         train(compose_cfg(*FAST, "model=pix2pix", "dataset=digits_edges", "trainer.ada.enabled=true"), tmp_path / "x")
 
 
-def test_the_doctor_calls_a_sure_d_memorising_when_ada_is_off():
-    doctor = Doctor(DoctorConfig(warmup_steps=0, window=3), probabilities=True, wasserstein=False)
-    found = [f.symptom for step in range(1, 5) for f in doctor.observe(step, {"ada/rt": 0.9})]
-    assert found == ["memorising"]
-    quiet = Doctor(DoctorConfig(warmup_steps=0, window=3), probabilities=True, wasserstein=False)
-    assert not [f for step in range(1, 5) for f in quiet.observe(step, {"ada/rt": 0.9, "ada/p": 0.3})]
-    assert not [f for step in range(1, 5) for f in quiet.observe(step, {"ada/rt": 0.2})]
+def test_the_doctor_calls_a_sure_d_memorising_when_held_out_reals_score_like_fakes_and_ada_is_off():
+    def findings(stats: dict, extra: dict | None) -> list[str]:
+        doctor = Doctor(DoctorConfig(warmup_steps=0, window=3), probabilities=True, wasserstein=False)
+        return [f.symptom for step in range(1, 5) for f in doctor.observe(step, stats, extra)]
+
+    assert findings({"ada/rt": 0.9}, {"r_v": 0.7}) == ["memorising"]
+    assert findings({"ada/rt": 0.9}, {"r_v": 0.1}) == []  # sure of the reals, but of unseen ones too: ahead of G
+    assert findings({"ada/rt": 0.9}, None) == []  # no held-out reals: r_t alone cannot tell
+    assert findings({"ada/rt": 0.2}, {"r_v": 0.7}) == []
+    assert findings({"ada/rt": 0.9, "ada/p": 0.3}, {"r_v": 0.7}) == []  # ADA is on: it is the remedy
+
+
+def test_a_subset_keeps_the_rest_as_held_out_reals_and_the_doctor_scores_them(tmp_path):
+    """dataset.subset=N: the next items of the fixed shuffle are held out (never trained on); each log step
+    logs D's r_v on them, and a run on all the data has none to log."""
+    data = build_dataset(compose_cfg(*TINY_DCGAN, "dataset.subset=100").dataset)
+    whole = build_dataset(compose_cfg(*TINY_DCGAN).dataset)
+    trained = {tuple(x.flatten().tolist()) for x in data.dataset.tensors[0]}
+    held = [tuple(x.flatten().tolist()) for x in data.heldout.tensors[0]]
+    assert len(held) == 128 and not trained & set(held) and whole.heldout is None
+    run = tmp_path / "run"
+    train(compose_cfg(*FAST, *TINY_DCGAN, "dataset.subset=100", "trainer.max_steps=20", "trainer.log_every=10"), run)
+    r_v = [row["health/r_v"] for row in logged(run) if "health/r_v" in row]
+    assert len(r_v) == 2 and all(math.isfinite(v) for v in r_v)
+    train(compose_cfg(*FAST, *TINY_DCGAN), tmp_path / "all")
+    assert not [row for row in logged(tmp_path / "all") if "health/r_v" in row]
 
 
 def test_consistency_transform_flips_and_shifts_whole_images():

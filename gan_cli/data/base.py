@@ -38,7 +38,9 @@ class GanData:
     generator outputs); ``input_shape`` that of ``a``; ``test`` the held-out split of a
     translation dataset; ``fingerprint`` a digest of the data's content (metric caches are keyed by it;
     empty where none is known); ``decode`` (optional) turns an indexed uint8 image batch on the device into
-    floats in [-1, 1], given the batch number (prepared datasets: normalise, xflip).
+    floats in [-1, 1], given the batch number (prepared datasets: normalise, xflip); ``heldout`` (optional)
+    items of the same data the run does not train on (the rest of it when ``dataset.subset`` keeps a part),
+    by which the doctor tells D memorising its training images from D merely ahead of G.
     A ``TensorDataset`` (all items in memory) lets the trainer sample batches by indexing,
     with no DataLoader; anything else is streamed through a DataLoader.
     """
@@ -52,6 +54,7 @@ class GanData:
     test: TranslationTest | None = None
     fingerprint: str = ""
     decode: Callable[[Tensor, int], Tensor] | None = None
+    heldout: Dataset | None = None
 
     @property
     def translation(self) -> bool:
@@ -69,3 +72,8 @@ def as_floats(x: Tensor) -> Tensor:
     """Images as a model sees them: uint8 (a prepared dataset's items) -> [-1, 1] as its `decode` maps them."""
     return x.float().sub_(127.5).div_(127.5) if x.dtype == torch.uint8 else x
 
+
+def first_items(dataset: Dataset, count: int) -> tuple[Tensor, Tensor]:
+    """The first `count` (x, y) items of an image or points dataset, x as floats (`as_floats`)."""
+    items = [dataset[i] for i in range(min(len(dataset), count))]
+    return as_floats(torch.stack([x for x, _ in items])), torch.as_tensor([int(y) for _, y in items])

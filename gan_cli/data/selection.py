@@ -5,7 +5,8 @@ shuffle (the same for every run and machine), so that a small-data experiment is
 N = 100 is a subset of N = 500. Both apply to the split the dataset config names (digits
 split=train, a torchvision train split); the held-out split an evaluation compares with stays
 whole (gan_cli.metrics.evaluate.heldout_config drops `subset`). The data's fingerprint says which
-part was kept, so metric caches never mix them up.
+part was kept, so metric caches never mix them up. The next items of the shuffle, which the run
+does not train on, become the data's `heldout` items (the doctor's check for D memorising).
 """
 from __future__ import annotations
 
@@ -24,6 +25,7 @@ from gan_cli.data.base import GanData
 from gan_cli.errors import ConfigError
 
 SHUFFLE_SEED = 12345  # the fixed shuffle subsets are drawn from
+HELDOUT = 128  # the next items of that shuffle, kept as GanData.heldout for the doctor's memorising check
 
 
 def build_dataset(node: DictConfig) -> GanData:
@@ -41,8 +43,11 @@ def select(data: GanData, subset: Any = None, classes: Any = None) -> GanData:
         size = len(data)
         check_int("dataset.subset", subset, 1, size, f"the first N of a fixed shuffle of the {size} items of "
                                                       f"{data.name or 'the dataset'}; null: all")
-        rows = np.sort(torch.randperm(size, generator=torch.Generator().manual_seed(SHUFFLE_SEED))[:subset].numpy())
-        data = replace(data, dataset=take(data.dataset, rows), fingerprint=tagged(data.fingerprint, f"subset{subset}"))
+        order = torch.randperm(size, generator=torch.Generator().manual_seed(SHUFFLE_SEED)).numpy()
+        rest = np.sort(order[subset:subset + HELDOUT])
+        data = replace(data, dataset=take(data.dataset, np.sort(order[:subset])),
+                       fingerprint=tagged(data.fingerprint, f"subset{subset}"),
+                       heldout=take(data.dataset, rest) if len(rest) else None)
     return data
 
 

@@ -7,6 +7,7 @@ from collections.abc import Callable
 from typing import Any
 
 import torch
+from rich.markup import escape
 from torch import Tensor, nn
 
 from gan_cli.doctor import diversity_ratio
@@ -28,12 +29,13 @@ def own_rng(device: torch.device):
 class Monitor:
     def __init__(self, run: RunState, progress: Progress, checkpointer: Checkpointer, logger: Any, *,
                  world: World, batch_size: int, nan_policy: str, output_networks: Callable[[], dict[str, nn.Module]],
-                 real_batch: Tensor):
+                 real_batch: Tensor, heldout: tuple[tuple[Tensor, Tensor], tuple[Tensor, Tensor]] | None = None):
         """`output_networks`: the generators samples come from (EMA copies when on); `real_batch`: the doctor's
-        reference for the diversity of G's outputs."""
+        reference for the diversity of G's outputs; `heldout`: (x, y) of training reals and of reals the run
+        does not train on, for the doctor's memorising check (r_v), when the data has such."""
         self.run, self.progress, self.checkpointer, self.logger = run, progress, checkpointer, logger
         self.world, self.batch_size, self.nan_policy = world, batch_size, nan_policy
-        self.output_networks, self.real_batch = output_networks, real_batch
+        self.output_networks, self.real_batch, self.heldout = output_networks, real_batch, heldout
         self.device = real_batch.device
         self.stats: dict[str, float] = {}  # the last log step's scalars
         self.rollbacks = 0
@@ -92,15 +94,19 @@ class Monitor:
         with own_rng(self.device):
             torch.manual_seed(step)  # a fresh batch without touching the training RNG
             fake = self.run.game.fresh_outputs(self.output_networks(), len(self.real_batch), self.device)
+            r_v = self.run.game.overfitting(*self.heldout, step) if self.heldout else None
         extra["diversity_ratio"] = diversity_ratio(fake, self.real_batch)
+        health = {"health/diversity_ratio": extra["diversity_ratio"]}
+        if r_v is not None:
+            extra["r_v"] = health["health/r_v"] = r_v
         if not self.run.data.in_memory:  # read from disk: what the doctor's data_bound fixes apply to
             extra["data_wait"] = stats["perf/data_ms"] / max(stats["perf/step_ms"], 1e-9)
         for finding in doctor.observe(step, stats, extra):
-            ui.console.print(f"[bold yellow]doctor[/] step {finding.step}: {finding.message} "
-                             f"[bold]Try:[/] {finding.fix}", highlight=False, soft_wrap=True)
+            ui.console.print(f"[bold yellow]doctor[/] step {finding.step}: {escape(finding.message)} "
+                             f"[bold]Try:[/] {escape(finding.fix)}", highlight=False, soft_wrap=True)
             self.logger.text("health/findings", f"**{finding.symptom}** at step {finding.step}: {finding.message}"
                                                 f"  \nTry: `{finding.fix}`", step)
-        return {**doctor.health(), "health/diversity_ratio": extra["diversity_ratio"]}
+        return {**doctor.health(), **health}
 
     def rollback(self, diverged: TrainingDiverged) -> bool:
         """nan_policy=rollback: reload the last good checkpoint with every learning rate halved."""

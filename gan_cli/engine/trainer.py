@@ -20,8 +20,10 @@ from typing import Any
 
 import torch
 from omegaconf import DictConfig
+from torch import Tensor
 
 from gan_cli.build import build
+from gan_cli.data.base import first_items
 from gan_cli.data.selection import build_dataset
 from gan_cli.config import validate_trainer
 from gan_cli.doctor import Doctor, DoctorConfig
@@ -56,6 +58,7 @@ from gan_cli.logging.tags import tag_help
 from gan_cli.trust import check_config
 
 log = logging.getLogger(__name__)  # Hydra sends it to <run>/train.log
+HELDOUT_BATCH = 128  # reals of each side the doctor's memorising check scores at a log step
 
 
 class Trainer:
@@ -131,7 +134,17 @@ class Trainer:
         self.monitor = Monitor(state, self.progress, self.checkpointer, self.logger, world=self.world,
                                batch_size=t.batch_size * t.accumulate, nan_policy=t.nan_policy,
                                output_networks=self.outputs.output_networks,
-                               real_batch=self.game.reals(count).to(self.device))
+                               real_batch=self.game.reals(count).to(self.device), heldout=self._heldout_batches())
+
+    def _heldout_batches(self) -> tuple[tuple[Tensor, Tensor], tuple[Tensor, Tensor]] | None:
+        """(x, y) of training reals and of as many reals the run does not train on, on the device: the doctor's
+        memorising check (r_v), where the data holds some back (dataset.subset) and the doctor is on."""
+        data = self.data
+        if data.heldout is None or not len(data.heldout) or not self.t.doctor.enabled or not self.world.main:
+            return None
+        count = min(len(data), len(data.heldout), HELDOUT_BATCH)
+        return tuple(tuple(t.to(self.device) for t in first_items(d, count))  # type: ignore[return-value]
+                     for d in (data.dataset, data.heldout))
 
     @property
     def step(self) -> int:

@@ -62,9 +62,13 @@ class Adversarial(Game):
         """The real batch (and labels) a D update reads."""
         return self.updates.next_batch()
 
-    def fake(self, z: Tensor, y: Tensor | None) -> Tensor:
-        """G's output for z (and y), as D is shown it."""
-        return self.run["G"](z, y)
+    def fake(self, z: Tensor, y: Tensor | None, G: nn.Module | None = None) -> Tensor:
+        """G's output for z (and y), as D is shown it; `G`: another copy of G than the training one."""
+        return (G or self.run["G"])(z, y)
+
+    def real_view(self, x: Tensor, step: int) -> Tensor:
+        """Full-size reals as D sees them at iteration `step`."""
+        return x
 
     # ---------------------------------------------------------------- the pieces of an iteration
     @property
@@ -228,6 +232,18 @@ class Adversarial(Game):
         with torch.no_grad(), eval_mode(networks):  # no BatchNorm statistics updates
             z = torch.randn(count, self.latent_dim, device=device)
             return networks["G"](z, labels if self.conditional else None)
+
+    def overfitting(self, train: tuple[Tensor, Tensor], heldout: tuple[Tensor, Tensor], step: int) -> float | None:
+        """ADA's r_v (Karras et al. 2020, sec. 3) from D's raw outputs, (E D(train) - E D(heldout)) /
+        (E D(train) - E D(G(z))): about 0 while D scores reals it never saw as it scores its training reals,
+        1 when it scores them as fakes. Both networks as they train, in eval mode (no BatchNorm update);
+        None while D does not score its training reals above the fakes. A log-step measurement (host read)."""
+        nets, (x, y), (x_held, y_held) = self.networks, train, heldout
+        with torch.no_grad(), eval_mode(nets):
+            fake = self.fake(torch.randn(len(x), self.latent_dim, device=x.device), y, nets["G"])
+            real, held, faked = (float(nets["D"](v, labels).float().mean()) for v, labels in
+                                 ((self.real_view(x, step), y), (self.real_view(x_held, step), y_held), (fake, y)))
+        return (real - held) / (real - faked) if real - faked > 1e-6 else None
 
     # ---------------------------------------------------------------- state
     def state_dict(self) -> dict[str, Any]:

@@ -193,6 +193,11 @@ class Game:
         """`count` outputs not from the fixed inputs (the doctor's diversity check), on `device`."""
         raise NotImplementedError
 
+    def overfitting(self, train: tuple[Tensor, Tensor], heldout: tuple[Tensor, Tensor], step: int) -> float | None:
+        """How far D scores reals it never trained on (`heldout`, (x, y) on the device) below its training reals
+        (`train`), as a share of the way to the fakes (ADA's r_v); None where the game cannot say."""
+        return None
+
     @classmethod
     def evaluator(cls, dataset_cfg: Any, data: GanData | None, settings: Any,
                   device: torch.device) -> Callable[[dict[str, nn.Module]], tuple[dict[str, float], dict[str, Any]]]:

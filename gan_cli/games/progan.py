@@ -28,7 +28,7 @@ Steps = int | list[int] | None
 class ProGAN(Adversarial):
     unsupported = {"unroll_steps": 0}  # unrolled D steps would see full-size images
 
-    def __init__(self, networks, data, setup, stable_steps: Steps = None, fade_steps: Steps = None,
+    def __init__(self, networks, data, setup, *, stable_steps: Steps = None, fade_steps: Steps = None,
                  batch_sizes: list[int] | None = None):
         super().__init__(networks, data, setup)
         t, levels = self.settings, networks["G"].num_levels
@@ -61,8 +61,11 @@ class ProGAN(Adversarial):
         size = self.batch_sizes[level]
         return self.real_at(real[:size], level, alpha), None if y is None else y[:size]
 
-    def fake(self, z: Tensor, y: Tensor | None) -> Tensor:
-        return self.run["G"](z, y, native=True)  # at the level's side, not upsampled to the target
+    def fake(self, z: Tensor, y: Tensor | None, G=None) -> Tensor:
+        return (G or self.run["G"])(z, y, native=True)  # at the level's side, not upsampled to the target
+
+    def real_view(self, x: Tensor, step: int) -> Tensor:
+        return self.real_at(x, *self.progress(step))
 
     def real_at(self, x: Tensor, level: int, alpha: float) -> Tensor:
         """(B, C, R, R) -> (B, C, S, S) at the level's side S, faded in like G's output."""

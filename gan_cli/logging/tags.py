@@ -47,7 +47,7 @@ def tag_help(probabilities: bool) -> dict[str, str]:
         "ada/p": "ADA: the probability with which each augmentation is applied to every image D sees (mean over the "
                  "log window); it rises while ada/rt is above trainer.ada.target and falls while below.",
         "ada/rt": "r_t = E[sign(D(x))] on the real batches: 1 when D is sure of every real image, ADA's measure of "
-                  "D overfitting (logged with or without ADA; the doctor's health/memorising).",
+                  "D overfitting (logged with or without ADA; with health/r_v, the doctor's health/memorising).",
         "stylegan/pl_mean": "StyleGAN2: running mean of the path lengths |J_w^T y| the regulariser pulls toward.",
         "progan/resolution": "ProGAN: side of the images G and D train on now (mean over the log window).",
         "progan/alpha": "ProGAN: fade-in weight of the newest resolution, 0 -> 1 while it fades in, 1 when stable.",
@@ -86,9 +86,14 @@ HEALTH = {  # gan_cli/doctor.py SYMPTOMS
     "health/oscillation": _EPISODE + "loss/G and loss/D swing periodically without a trend.",
     "health/critic_flat": _EPISODE + "WGAN: the critic's loss/D stays flat (weight clipping too tight?).",
     "health/gp_off": _EPISODE + "WGAN-GP: the gradient norm on interpolates (diag/gp_grad_norm) is far from 1.",
-    "health/memorising": _EPISODE + "D is sure of every real image (ada/rt above trainer.doctor.memorising_rt) "
-                                    "with ADA off: it has begun to memorise the training set.",
+    "health/memorising": _EPISODE + "D memorises the training set with ADA off: it is sure of its training images "
+                                    "(ada/rt above trainer.doctor.memorising_rt) and scores images it never trained "
+                                    "on like fakes (health/r_v above trainer.doctor.memorising_rv).",
     "health/data_bound": _EPISODE + "Data read from disk is the bottleneck: perf/data_ms is over 20% of perf/step_ms.",
+    "health/r_v": "Training doctor: ADA's r_v, (E D(train) - E D(held-out)) / (E D(train) - E D(G(z))) on D's raw "
+                  "outputs for fixed reals the run trains on and as many it does not (the rest of the data when "
+                  "dataset.subset keeps a part): about 0 while D scores unseen reals like its training reals, 1 when "
+                  "like fakes (memorising).",
     "health/diversity_ratio": "Training doctor: mean pairwise distance of fresh fakes / of a real batch "
                               "(about 1 when as diverse as the data, near 0 for mode collapse).",
 }
