@@ -22,7 +22,7 @@ from gan_cli.logging import console as ui
 
 
 class Ada:
-    def __init__(self, target: float, interval: int, speed: float, p: float, pipeline: str,
+    def __init__(self, target: float, interval: int, speed: float, *, p: float, pipeline: str,
                  images_per_step: int, device: torch.device, world: int = 1):
         """`images_per_step`: real images D sees per iteration over all ranks (batch x accumulate x world)."""
         self.strengths = check_pipeline(pipeline)
@@ -74,4 +74,5 @@ def make_ada(trainer: Any, data_kind: str, loss: Any, device: torch.device, worl
                          "separates real from fake, and a critic's scores have no fixed zero (add a drift term: "
                          "loss=wgan_gp_drift), so p may not settle.[/]", highlight=False, soft_wrap=True)
     images = trainer.batch_size * trainer.accumulate * world  # real images D sees per iteration, all ranks
-    return Ada(cfg.target, cfg.interval, cfg.speed, cfg.p, cfg.pipeline, images, device, world)
+    return Ada(cfg.target, cfg.interval, cfg.speed, p=cfg.p, pipeline=cfg.pipeline, images_per_step=images,
+               device=device, world=world)

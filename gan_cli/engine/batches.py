@@ -32,7 +32,7 @@ class EpochBatchSampler(Sampler[list[int]]):
     rank order, so the ranks' batches together are exactly one process's batch of that size.
     """
 
-    def __init__(self, size: int, batch_size: int, seed: int, start: int = 0, rank: int = 0, world: int = 1):
+    def __init__(self, size: int, batch_size: int, seed: int, *, start: int = 0, rank: int = 0, world: int = 1):
         self.size, self.batch_size, self.seed, self.start = size, batch_size, seed, start
         self.rank, self.world = rank, world
         self.per_epoch = size // (batch_size * world)  # full global batches only
@@ -123,7 +123,8 @@ class BatchStream:
         self._iter: Iterator[tuple[Tensor, ...]] | None = None  # started by the first batch asked for
 
     def _start(self) -> Iterator[tuple[Tensor, ...]]:
-        sampler = EpochBatchSampler(len(self.data), self.batch_size, self.seed, self.consumed, self.rank, self.world)
+        sampler = EpochBatchSampler(len(self.data), self.batch_size, self.seed, start=self.consumed, rank=self.rank,
+                                    world=self.world)
         if self.data.in_memory:
             tensors = [t.to(self.device) for t in self.data.dataset.tensors]
             return (tuple(t.index_select(0, idx) for t in tensors) for idx in sampler.index_batches(self.device))

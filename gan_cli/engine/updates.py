@@ -78,8 +78,8 @@ class Updates:
         self._finite: Tensor | None = None  # this iteration's losses all finite so far
 
     def iteration(self, game, step: int, measure: bool) -> None:
-        """Iteration `step` (1-based): every due phase of `game`, then EMA and lr schedules.
-        `measure`: also record gradient norms (log steps only), on each phase's last repeat."""
+        """Iteration `step` (1-based): every due phase of `game` (once per accumulated batch), then EMA, ADA's p
+        and lr schedules. `measure`: also record gradient norms (log steps only), on each phase's last repeat."""
         for phase in game.phases:
             if step % phase.every:
                 continue

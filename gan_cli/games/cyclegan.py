@@ -32,7 +32,7 @@ class CycleGAN(Translation):
     translators = {"ab": "G_ab", "ba": "G_ba"}
     unsupported = {**Translation.unsupported, "n_critic": 1, "g_steps": 1}
 
-    def __init__(self, networks, data, setup, lambda_cycle: float = 10.0, identity: float = 0.5,
+    def __init__(self, networks, data, setup, *, lambda_cycle: float = 10.0, identity: float = 0.5,
                  pool_size: int = 50):
         super().__init__(networks, data, setup)
         check_range("model.game.lambda_cycle", lambda_cycle, 0, math.inf, False, "the paper's 10")

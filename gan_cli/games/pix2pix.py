@@ -31,7 +31,7 @@ class Pix2Pix(Translation):
     data_kinds = ("paired",)
     translators = {"ab": "G"}
 
-    def __init__(self, networks, data, setup, lambda_l1: float = 100.0, adversarial_weight: float = 1.0,
+    def __init__(self, networks, data, setup, *, lambda_l1: float = 100.0, adversarial_weight: float = 1.0,
                  d_loss_scale: float = 0.5):
         super().__init__(networks, data, setup)
         check_range("model.game.lambda_l1", lambda_l1, 0, math.inf, False, "the paper's 100")

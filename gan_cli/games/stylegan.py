@@ -30,7 +30,7 @@ from gan_cli.games.base import OptimizerSpec, Phase
 
 
 class StyleGAN2(Adversarial):
-    def __init__(self, networks, data, setup, r1_gamma: float = 0.01, r1_every: int = 16,
+    def __init__(self, networks, data, setup, *, r1_gamma: float = 0.01, r1_every: int = 16,
                  pl_weight: float = 2.0, pl_every: int = 4, pl_batch_shrink: int = 2, pl_decay: float = 0.01):
         check_range("model.game.r1_gamma", r1_gamma, 0, math.inf, False, "0 (off), 0.01 (cifar) or 10 (the paper)")
         check_range("model.game.pl_weight", pl_weight, 0, math.inf, False, "0 (off) or 2 (the paper)")
