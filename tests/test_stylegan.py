@@ -63,6 +63,13 @@ def test_regularisers_run_lazily_with_adjusted_optimizers(tmp_path, monkeypatch)
         assert groups[name]["betas"] == pytest.approx((0.0, 0.99**c))
 
 
+def test_a_loss_with_its_own_penalty_keeps_it_under_stylegan(tmp_path):
+    """loss=wgan_gp's gradient penalty is part of StyleGAN2's D step (the game's R1 is the only penalty it refuses)."""
+    train(compose_cfg(*FAST, *TINY, "loss=wgan_gp", "model.game.r1_gamma=0"), tmp_path)
+    logged = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    assert all(row["penalty/gp"] > 0 for row in logged)
+
+
 def test_zero_weight_regularisers_have_no_phase_and_no_adjustment(tmp_path):
     trainer = Trainer(compose_cfg(*FAST, *TINY, "model.game.r1_gamma=0", "model.game.pl_weight=0"), tmp_path)
     trainer.batches.close()

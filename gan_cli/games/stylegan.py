@@ -2,7 +2,8 @@
 
 The phases of one iteration, in the order they run here (`run_phase` below names each):
   D   `d_main`: the loss group's D loss on a real batch and G's fakes (the model file picks
-      nonsaturating: softplus(D(G(z))) + softplus(-D(x))); its fakes are kept for G when n_critic is 1
+      nonsaturating: softplus(D(G(z))) + softplus(-D(x))), plus the loss's own penalty if it has one
+      (loss=wgan_gp's) and the small-data terms; its fakes are kept for G when n_critic is 1
   R1  `r1_reg`, every `r1_every` iterations on optimizer D: (r1_gamma / 2) E|grad_x D(x)|^2 on a
       fresh real batch, times r1_every (lazy regularisation, Sec. 3.1 and Appendix B)
   G   the loss group's G loss, softplus(-D(G(z))), with D frozen (`Adversarial.g_phase`, as in every
@@ -74,11 +75,12 @@ class StyleGAN2(Adversarial):
         with u.precision.autocast():
             real_out, fake_out = D(real_in, y).float(), D(fake_in, y).float()  # (B,) logits
             loss = self.loss.d_loss(real_out, fake_out)
+        penalties = self.penalties(self.eager["D"], real_in, fake_in, y, step)  # the loss's own (WGAN-GP's): uncompiled
         extra = self.d_regularisers(real_in, fake_in, real_out, fake_out, y, fakes.z, step)  # LeCam, bCR, zCR
-        u.optimize("D", loss + sum(extra.values()), measure, watch=loss)
+        u.optimize("D", loss + sum(penalties.values()) + sum(extra.values()), measure, watch=loss)
         self.loss.after_d_step(D)
         u.observe_real(real_out)
-        self.record_d(loss, real_out, fake_out, penalties={})
+        self.record_d(loss, real_out, fake_out, penalties)
 
     def r1_reg(self, step: int) -> None:
         """Lazy R1 (Mescheder et al. 2018) on a fresh real batch."""
