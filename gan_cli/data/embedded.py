@@ -23,10 +23,10 @@ def check_int(key: str, value: object, minimum: int, what: str = "") -> int:
     return config.check_int(f"dataset.{key}", value, minimum, what=what)
 
 
-def check_channels(channels: object) -> int:
-    """Images are grayscale (1) or RGB (3)."""
+def check_channels(channels: object, key: str = "channels") -> int:
+    """Images are grayscale (1) or RGB (3); `key`: the option under dataset."""
     if channels not in (1, 3) or isinstance(channels, bool):
-        raise ConfigError(f"dataset.channels must be 1 (grayscale) or 3 (RGB), got {channels!r}.")
+        raise ConfigError(f"dataset.{key} must be 1 (grayscale) or 3 (RGB), got {channels!r}.")
     return int(channels)
 
 

@@ -52,9 +52,7 @@ def _transform(resolution: int, channels: int) -> transforms.Compose:
 
 
 def _mode(key: str, channels: object) -> str:
-    if channels not in (1, 3) or isinstance(channels, bool):
-        raise ConfigError(f"dataset.{key} must be 1 (grayscale) or 3 (RGB), got {channels!r}.")
-    return "L" if channels == 1 else "RGB"
+    return "L" if check_channels(channels, key) == 1 else "RGB"
 
 
 def _hold_out(items: list, what: str) -> tuple[list, list]:
@@ -118,7 +116,7 @@ def paired_folder(root: str = "data/paired", resolution: int = 256, channels: in
     """
     check_int("resolution", resolution, 1)
     check_int("test_max", test_max, 1)
-    mode_a = "L" if check_channels(channels) == 1 else "RGB"
+    mode_a = _mode("channels", channels)
     mode_b = _mode("channels_b", channels if channels_b is None else channels_b)
     if direction not in ("AtoB", "BtoA"):
         raise ConfigError(f"dataset.direction must be AtoB (left/A -> right/B) or BtoA (the reverse), got {direction!r}.")
@@ -200,7 +198,7 @@ def unpaired_folder(root: str = "data/unpaired", resolution: int = 256, channels
     """
     check_int("resolution", resolution, 1)
     check_int("test_max", test_max, 1)
-    mode_a = "L" if check_channels(channels) == 1 else "RGB"
+    mode_a = _mode("channels", channels)
     mode_b = _mode("channels_b", channels if channels_b is None else channels_b)
     path = resolve_root(root)
     if not path.is_dir():
