@@ -45,6 +45,13 @@ CASES = {
     "stylegan": [*NOISE, "model=stylegan", "model.w_dim=8", "model.game.r1_every=2", "model.game.pl_every=2"],
     "progan": [*NOISE, "model=progan", "model.game.stable_steps=[1,0,1]", "model.game.fade_steps=1"],
     "biggan": [*NOISE, "model=biggan", "model.game.ortho_weight=0.0001"],
+    "dcgan_more": [*NOISE, "model=dcgan", "loss=lsgan", "penalty=dragan", "trainer.unroll_steps=2",
+                   "trainer.instance_noise=0.1", "model.minibatch=stddev", "optimizer=ttur"],
+    "wgan_clip": [*NOISE, "model=dcgan", "loss=wgan", "optimizer=rmsprop", "trainer.n_critic=3"],
+    "stylegan_wgan_gp": [*NOISE, "model=stylegan", "model.w_dim=8", "loss=wgan_gp", "model.game.r1_gamma=0",
+                         "model.game.pl_every=2", "trainer.ema.enabled=false"],
+    "progan_r1": [*NOISE, "model=progan", "model.game.stable_steps=[1,0,1]", "model.game.fade_steps=1",
+                  "loss=nonsaturating", "penalty=r1"],
     "pix2pix": [*BASE, "model=pix2pix", "model.d_layers=2", "dataset=digits_edges"],
     "cyclegan": [*BASE, "model=cyclegan", "model.d_layers=2", "dataset=digits_unpaired", "model.game.pool_size=4"],
 }
@@ -99,8 +106,10 @@ def run_cases(names: list[str]) -> dict[str, str]:
 
     from gan_cli.config import config_dir, register_schema
     from gan_cli.engine.trainer import train
+    from gan_cli.logging import console as ui
 
     register_schema()
+    ui.console.quiet = True  # the verdicts below are the output
     hashes = {}
     for name in names:
         with initialize_config_dir(config_dir=config_dir(), version_base="1.3"):
@@ -134,9 +143,9 @@ def main() -> int:
               "--record at the commit before a change, then check after it")
         return 2
     reference = stored[machine()]
-    differ = [n for n in names if reference.get(n) != hashes[n]]
+    differ = [n for n in names if n in reference and reference[n] != hashes[n]]
     for n in names:
-        print(f"{n:14s} {'same' if n not in differ else 'DIFFERENT'}")
+        print(f"{n:16s} {'not recorded here' if n not in reference else 'DIFFERENT' if n in differ else 'same'}")
     return 1 if differ else 0
 
 
