@@ -8,7 +8,6 @@ from pathlib import Path
 import numpy as np
 import torch
 from omegaconf import DictConfig
-from torchvision.utils import save_image
 
 from gan_cli.data.embedded import MIXTURES, modes
 from gan_cli.engine.device import resolve_device
@@ -18,7 +17,7 @@ from gan_cli.errors import ConfigError
 from gan_cli.games.base import seeded
 from gan_cli.hydra_app import ensure_parent, write_error
 from gan_cli.logging.console import console
-from gan_cli.logging.pictures import image_grid, plot_extent, scatter_picture
+from gan_cli.logging.pictures import image_grid, plot_extent, save_picture, scatter_picture
 from gan_cli.translate_sample import check_noise_run, translate
 from gan_cli.truncation import check_supported, kind_of as truncation_kind, normal
 
@@ -107,7 +106,7 @@ def _write(samples: torch.Tensor, labels: torch.Tensor | None, run: Restored, ou
             picture = scatter_picture(samples, real, plot_extent(torch.cat([real, samples])))
         else:
             picture = image_grid(samples, nrow=nrow)
-        save_image(picture, out)
+        save_picture(picture, out)
 
 
 def sample(cfg: DictConfig) -> None:

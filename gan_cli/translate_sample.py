@@ -14,15 +14,14 @@ import numpy as np
 import torch
 from omegaconf import DictConfig
 from torch import Tensor
-from torchvision.utils import save_image
 
-from gan_cli.data.translation_folders import load_user_images, save_user_images
 from gan_cli.data.selection import build_dataset
 from gan_cli.engine.restore import Restored
 from gan_cli.errors import ConfigError
 from gan_cli.games.image_translation import translator, rows_picture
 from gan_cli.hydra_app import ensure_parent, folder_problem, write_error
 from gan_cli.logging.console import console
+from gan_cli.logging.pictures import save_picture
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
 
@@ -55,7 +54,9 @@ def translate(cfg: DictConfig, run: Restored, device: torch.device) -> None:
         out = Path(cfg.out) if cfg.out else run.run_dir / "samples" / f"translate_test{suffix}.png"
         _write_test(arrays, out)
         what = f"{len(arrays['inputs'])} held-out {run.data['name']} inputs"
-    else:
+    else:  # a folder of the user's images (its reader imports torchvision: only here)
+        from gan_cli.data.translation_folders import load_user_images
+
         images, sizes, files = load_user_images(cfg.input, in_shape[0], in_shape[-1])
         with torch.no_grad():
             samples = translate_fn(images)
@@ -88,7 +89,7 @@ def _write_test(arrays: dict[str, Tensor], out: Path) -> None:
             np.savez(out, **{k: v.numpy().astype(np.int64 if k == "labels" else np.float32) for k, v in arrays.items()})
         else:
             columns = [arrays[k] for k in ("inputs", "samples", "targets") if k in arrays]
-            save_image(rows_picture(columns), out)
+            save_picture(rows_picture(columns), out)
     except OSError as e:
         raise write_error(out, e) from e
 
@@ -107,6 +108,8 @@ def _write_user(images: Tensor, samples: Tensor, sizes, files, out: Path) -> Non
     problem = folder_problem(out)
     if problem is not None:
         raise ConfigError(f"out={out}: cannot write there, {problem}. Choose a folder you can write to.")
+    from gan_cli.data.translation_folders import save_user_images  # torchvision: only for a folder of inputs
+
     try:
         save_user_images(samples, sizes, files, out)
     except OSError as e:

@@ -3,6 +3,7 @@ resize as the reference tools do them, folder and stats-file evaluation, both si
 from __future__ import annotations
 
 import json
+import math
 import sys
 
 import numpy as np
@@ -288,3 +289,20 @@ def test_a_prepared_dataset_changed_in_place_is_recomputed(tmp_path, monkeypatch
     manifest = json.loads((tmp_path / "prep" / "manifest.json").read_text())
     assert abs(seen[0][0]) < 1e-5 and seen[1][0] > 1 and seen[2][0] == seen[1][0]  # a vs a; b vs a, not stale
     assert [s[2] for s in seen] == ["written", "written", "hit"] and seen[2][1] == manifest["fingerprint"] != seen[0][1]
+
+
+@pytest.mark.parametrize("n, channels, nrow", [(5, 1, 2), (9, 3, None), (1, 1, None), (3, 3, 8)])
+def test_sample_grids_have_torchvision_s_pixels(tmp_path, n, channels, nrow):
+    """image_grid + save_picture (written to spare every command torchvision's import) give the bytes of
+    torchvision's make_grid + save_image, out-of-range values included."""
+    from torchvision.utils import make_grid
+
+    from gan_cli.logging.pictures import save_picture
+
+    x = torch.randn(n, channels, 6, 7, generator=torch.Generator().manual_seed(n)) * 1.2
+    ours = image_grid(x, nrow=nrow)
+    theirs = make_grid(x, nrow=nrow or math.ceil(math.sqrt(n)), padding=2, normalize=True, value_range=(-1, 1))
+    assert torch.equal(ours, theirs)
+    save_picture(ours, tmp_path / "ours.png")
+    save_image(theirs, tmp_path / "theirs.png")
+    assert np.array_equal(np.asarray(Image.open(tmp_path / "ours.png")), np.asarray(Image.open(tmp_path / "theirs.png")))

@@ -57,3 +57,14 @@ def test_help_still_lists_every_config_group_and_option():
                  "optimizer: adam, adam_biggan, adam_progan, adam_stylegan, adam_wgan, rmsprop, ttur",
                  "trainer: biggan, default, progan, stylegan"):
         assert line in out.stdout, out.stdout
+
+
+def test_training_on_embedded_data_and_sampling_never_import_torchvision(tmp_path):
+    """torchvision's import is a second or more of every start; only datasets on disk and FID's Inception need it."""
+    run = tmp_path / "run"
+    train = probe("train", "model=dcgan", "model.g_width=8", "model.d_width=8", "dataset.resolution=16",
+                  "trainer.max_steps=2", "trainer.batch_size=8", "trainer.num_workers=0", f"hydra.run.dir={run}")
+    assert "HEAVY ['sklearn', 'tensorboard', 'torch'] EXIT 0" in train.stderr, train.stderr[-2000:]
+    assert (run / "samples" / "step_0000002.png").exists()
+    grid = probe("sample", f"ckpt={run}", f"out={tmp_path / 'grid.png'}")
+    assert "EXIT 0" in grid.stderr and "torchvision" not in grid.stderr.split("HEAVY")[-1], grid.stderr[-2000:]

@@ -8,7 +8,6 @@ from typing import Any
 import torch
 from omegaconf import DictConfig, OmegaConf
 from torch import nn
-from torchvision.utils import save_image
 
 from gan_cli.engine.checkpointer import Progress, RunState
 from gan_cli.engine.distributed import World
@@ -17,6 +16,7 @@ from gan_cli.engine.precision import full_fp32
 from gan_cli.engine.report import hparams_of
 from gan_cli.errors import ConfigError
 from gan_cli.logging import console as ui
+from gan_cli.logging.pictures import save_picture
 from gan_cli.metrics.evaluate import EvalSettings, lower_is_better
 from gan_cli.metrics.history import record
 
@@ -43,7 +43,7 @@ class Outputs:
         picture = self.run.game.sample_picture(self.output_networks(), self.run.fixed)
         self.logger.image("samples/fixed", picture, step)
         (self.run_dir / "samples").mkdir(exist_ok=True)
-        save_image(picture, self.run_dir / "samples" / f"step_{step:07d}.png")
+        save_picture(picture, self.run_dir / "samples" / f"step_{step:07d}.png")
 
     def evaluate(self) -> dict | None:
         """Metrics of the current generators, logged as metrics/*. Returns the new best (for best.pt) when

@@ -7,13 +7,18 @@
 """
 from gan_cli.metrics.extractors.base import ExtractorError, FeatureExtractor, state_dict_sha256
 from gan_cli.metrics.extractors.digits import DigitsCNN, digits_split, load_digits_classifier, train_digits_classifier
-from gan_cli.metrics.extractors.inception import (
-    FID_WEIGHTS_HASH_PREFIX,
-    FID_WEIGHTS_NAME,
-    FIDInceptionV3,
-    default_weights_dir,
-    load_fid_inception,
-)
+
+_INCEPTION = ("FID_WEIGHTS_HASH_PREFIX", "FID_WEIGHTS_NAME", "FIDInceptionV3", "default_weights_dir", "load_fid_inception")
+
+
+def __getattr__(name: str):
+    """The Inception names on first use: their module imports torchvision, a second or more of start-up."""
+    if name in _INCEPTION:
+        from gan_cli.metrics.extractors import inception
+
+        return getattr(inception, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 __all__ = [
     "FID_WEIGHTS_HASH_PREFIX",
