@@ -172,3 +172,24 @@ def test_ddp_growing_and_style_based_networks(tmp_path):
                        "trainer.batch_size=8", *args, f"hydra.run.dir={tmp_path / name}")
         assert out.returncode == 0, out.stderr[-3000:]
         assert "ranks in sync: yes" in out.stdout, name
+
+
+
+def _ada_rank(rank: int, port: int, out: str) -> None:
+    """One of two gloo ranks: rank 0 sees D sure of its reals, rank 1 sees D reject its own."""
+    from gan_cli.engine.ada import Ada
+
+    torch.distributed.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=2)
+    ada = Ada(0.5, 1, 1.0, p=0.5, pipeline="bgc", images_per_step=200, device=torch.device("cpu"), world=2)
+    ada.observe(torch.full((100,), 1.0 if rank == 0 else -1.0))
+    ada.adjust(1)
+    torch.save(ada.p, Path(out) / f"p{rank}.pt")
+    torch.distributed.destroy_process_group()
+
+
+def test_ada_p_moves_on_r_t_over_all_ranks(tmp_path):
+    """r_t = E[sign(D(x))] over both ranks is 0, below the target 0.5: p falls on both. Each rank's own r_t
+    (+1 and -1) would move p up on one and down on the other."""
+    torch.multiprocessing.spawn(_ada_rank, args=(free_port(), str(tmp_path)), nprocs=2)
+    p0, p1 = (torch.load(tmp_path / f"p{rank}.pt") for rank in (0, 1))
+    assert torch.equal(p0, p1) and float(p0) == pytest.approx(0.5 - 200 / 1000)

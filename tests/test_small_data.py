@@ -92,6 +92,17 @@ def test_exact_resume_with_ada_lecam_consistency_and_accumulation(tmp_path):
     assert {"ada/p", "ada/rt", "penalty/lecam", "penalty/bcr_real", "penalty/zcr_d", "penalty/zcr_g"} <= tags
 
 
+@pytest.mark.parametrize("model", [["model=cgan"], ["model=resnet"], ["model=sagan"], ["model=biggan"],
+                                   ["model=stylegan", "model.w_dim=8"],
+                                   ["model=progan", "model.game.stable_steps=[0,0,1]", "model.game.fade_steps=[0,1]"]])
+def test_ada_trains_every_noise_to_image_game(model, tmp_path):
+    """ADA on every image game (conditional ones too): p moves and is saved; ProGAN's growing D sees it too."""
+    train(compose_cfg(*FAST, *TINY_DCGAN, *model, "model.g_width=4", "model.d_width=4", "trainer.max_steps=2",
+                      "trainer.batch_size=8", "trainer.ada.enabled=true", "trainer.ada.interval=1",
+                      "trainer.ada.speed=10", "trainer.ada.target=-0.99"), tmp_path)
+    assert float(last(tmp_path)["ada"]["p"]) > 0  # r_t above -0.99 (D not sure every real is fake): p rose from 0
+
+
 def test_ada_p_rises_on_a_memorised_set_and_is_refused_for_points(tmp_path):
     run = tmp_path / "run"
     train(compose_cfg(*FAST, *TINY_DCGAN, "dataset.subset=16", "trainer.max_steps=40", "trainer.log_every=10",
