@@ -25,8 +25,8 @@ class Translation(Game):
     def fixed_inputs(self, num: int, seed: int) -> dict[str, Tensor]:
         """Held-out inputs (and their targets or B-domain examples): the first min(num, 8)."""
         test = self.data.test
-        n = min(num, GRID_ROWS, len(test.inputs))
         b = test.targets if test.targets is not None else test.domain_b
+        n = min(num, GRID_ROWS, len(test.inputs), len(b))  # unpaired held-out domains may differ in count
         return {"a": test.inputs[:n].clone(), "b": b[:n].clone()}
 
     def real_picture(self, num: int) -> Tensor:
