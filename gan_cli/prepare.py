@@ -1,13 +1,11 @@
 """`gan prepare`: images -> a prepared dataset that `dataset=prepared` trains on (see gan_cli/prep/writer.py)."""
 from __future__ import annotations
 
-import multiprocessing
 import os
 import signal
 import sys
 import tarfile
 import zipfile
-from collections import Counter
 from functools import partial
 from pathlib import Path
 
@@ -20,8 +18,11 @@ from gan_cli.hydra_app import report_errors
 from gan_cli.logging.console import console
 from gan_cli.prep.images import FILTERS, decode
 from gan_cli.prep.image_sources import IMAGE_EXTENSIONS, file_labels, folder_labels, list_archive, list_folder
+from gan_cli.prep.pool import chunk_results
+from gan_cli.prep.progress import reasons
 
 TORCHVISION = ("mnist", "fashion_mnist", "cifar10")
+KINDS = ("image", "paired", "unpaired")
 POWER_OF_TWO_MODELS = "dcgan, cgan, resnet, sagan, biggan, progan, stylegan and pix2pix"
 CHUNK = 64
 
@@ -35,14 +36,24 @@ def _check(cfg: DictConfig) -> None:
         raise ConfigError(f"channels={cfg.channels!r} is not valid. Valid: 1 (grey) or 3 (RGB).")
     if not isinstance(cfg.resolution, int) or cfg.resolution < 1:
         raise ConfigError(f"resolution={cfg.resolution!r} must be a positive integer (e.g. 64).")
+    _check_kind(cfg)
     if cfg.resolution & (cfg.resolution - 1):
         console.print(f"[yellow]warning:[/] resolution={cfg.resolution} is not a power of two; "
                       f"{POWER_OF_TWO_MODELS} need one (mlp does not; cyclegan needs a multiple of 4).")
 
 
-def _ignore_ctrl_c() -> None:
-    """Pool workers: Ctrl-C reaches the whole process group; the main process alone stops (and terminates them)."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
+def _check_kind(cfg: DictConfig) -> None:
+    if cfg.kind not in KINDS:
+        raise ConfigError(f"kind={cfg.kind!r} is not valid. Valid: image (single images), paired (pix2pix: A/ and B/ "
+                          f"or side-by-side pairs) or unpaired (CycleGAN: trainA/ and trainB/).")
+    if cfg.kind == "image":
+        return
+    if cfg.channels_b not in (None, 1, 3):
+        raise ConfigError(f"channels_b={cfg.channels_b!r} is not valid. Valid: 1 (grey), 3 (RGB) or null (the same "
+                          f"as channels).")
+    if cfg.max_images is not None:
+        raise ConfigError(f"max_images={cfg.max_images} applies to kind=image only; kind={cfg.kind} prepares every "
+                          f"image of the folder. Set max_images=null.")
 
 
 def _load_chunk(names: list[str], source: str, archive: str | None, settings: dict) -> list:
@@ -91,17 +102,28 @@ def _source_files(cfg: DictConfig) -> tuple[Path, list[str], str | None, list[st
 
 def prepare(cfg: DictConfig) -> dict:
     """Write the prepared dataset; returns its manifest."""
-    from gan_cli.prep.progress import progress_bar
-    from gan_cli.prep.writer import PreparedWriter
-
     _check(cfg)
     out = Path(os.path.expanduser(str(cfg.out)))
     if out.exists() and not cfg.overwrite:
         raise ConfigError(f"out={out} exists. Choose another out= or add overwrite=true to replace it.")
     out.parent.mkdir(parents=True, exist_ok=True)
-    if str(cfg.source) in TORCHVISION:
+    workers = cfg.workers or os.cpu_count() or 1
+    if cfg.kind != "image":
+        from gan_cli.prep.translation import prepare_translation
+        manifest = prepare_translation(cfg, out, workers)
+    elif str(cfg.source) in TORCHVISION:
         from gan_cli.prep.torchvision_source import prepare_torchvision
         return prepare_torchvision(cfg, out)
+    else:
+        manifest = _prepare_images(cfg, out, workers)
+    _report(manifest, out)
+    return manifest
+
+
+def _prepare_images(cfg: DictConfig, out: Path, workers: int) -> dict:
+    from gan_cli.prep.progress import progress_bar
+    from gan_cli.prep.writer import PreparedWriter
+
     source, names, archive, loops = _source_files(cfg)
     labels_opt = str(cfg.labels)
     if labels_opt == "none":
@@ -120,14 +142,12 @@ def prepare(cfg: DictConfig) -> dict:
     max_images = cfg.max_images if cfg.max_images is not None else len(names)
     skipped: list[dict] = [{"file": p, "reason": "symlink loop"} for p in loops]
     kept_labels: set[int] = set()
-    workers = cfg.workers or os.cpu_count() or 1
-    writer = pool = None
+    writer = None
     try:
         writer = PreparedWriter(out)
-        if workers > 1:  # workers ignore Ctrl-C: the main process stops them and removes the temp folder
-            pool = multiprocessing.get_context("spawn" if os.name == "nt" else "fork").Pool(workers, _ignore_ctrl_c)
-        results = pool.imap(work, chunks) if pool else map(work, chunks)
-        with progress_bar(len(names) if cfg.max_images is None else min(max_images, len(names))) as advance:
+        # workers ignore Ctrl-C: the main process stops them and removes the temp folder
+        with chunk_results(work, chunks, workers) as results, \
+                progress_bar(len(names) if cfg.max_images is None else min(max_images, len(names))) as advance:
             i = 0
             for chunk, decoded in zip(chunks, results):
                 for name, item in zip(chunk, decoded):
@@ -141,38 +161,33 @@ def prepare(cfg: DictConfig) -> dict:
                         advance(1)
                 if len(writer) >= max_images:
                     break
-        if pool:
-            pool.close()
         if not len(writer):
             raise DataError(f"source={source}: none of its {len(names)} image file(s) could be read "
-                            f"({_reasons(skipped)}). Check the files, or lower min_size={cfg.min_size}.")
+                            f"({reasons(skipped)}). Check the files, or lower min_size={cfg.min_size}.")
         manifest = {"source": str(source), "kind": "image",
                     "options": OmegaConf.to_container(cfg, resolve=True),
                     "num_classes": len(classes), "class_names": classes,
                     "skipped_count": len(skipped), "skipped": skipped}
-        manifest = writer.finish(manifest, cfg.overwrite)
+        return writer.finish(manifest, cfg.overwrite)
     except BaseException:
-        if pool:
-            pool.terminate()
         if writer is not None:
             writer.abandon()
         raise
-    finally:
-        if pool:
-            pool.join()
-    _report(manifest, out)
-    return manifest
 
 
-def _reasons(skipped: list[dict]) -> str:
-    return ", ".join(f"{n} {r}" for r, n in sorted(Counter(s["reason"] for s in skipped).items())) or "none"
+def _summary(manifest: dict) -> str:
+    if manifest["kind"] == "image":
+        return f"{manifest['count']} images {tuple(manifest['shape'])}, {manifest['num_classes']} classes"
+    parts = {name: f"{p['count']} {tuple(p['shape'])}" for name, p in manifest["parts"].items()}
+    what = "pairs" if manifest["kind"] == "paired" else "images"
+    return (f"{manifest['kind']}: train A {parts['train_a']}, B {parts['train_b']} {what}; "
+            f"held out A {parts['test_a']}, B {parts['test_b']}")
 
 
 def _report(manifest: dict, out: Path) -> None:
-    console.print(f"wrote [bold]{out}[/]: {manifest['count']} images {tuple(manifest['shape'])}, "
-                  f"{manifest['num_classes']} classes, fingerprint {manifest['fingerprint'][:12]}")
+    console.print(f"wrote [bold]{out}[/]: {_summary(manifest)}, fingerprint {manifest['fingerprint'][:12]}")
     if manifest["skipped"]:
-        console.print(f"[yellow]warning:[/] skipped {manifest['skipped_count']} file(s): {_reasons(manifest['skipped'])} "
+        console.print(f"[yellow]warning:[/] skipped {manifest['skipped_count']} file(s): {reasons(manifest['skipped'])} "
                       f"(listed in {out / 'manifest.json'})")
 
 

@@ -16,8 +16,9 @@ from gan_cli.engine.batches import BatchStream
 from gan_cli.errors import ConfigError, DataError
 from gan_cli.prepare import prepare
 
-BASE = dict(resolution=8, channels=3, labels="folders", filter="lanczos", crop="center", background=[255, 255, 255],
-            min_size=8, max_images=None, root="data", workers=1, overwrite=False)
+BASE = dict(kind="image", resolution=8, channels=3, channels_b=None, direction="AtoB", split="train",
+            labels="folders", filter="lanczos", crop="center", background=[255, 255, 255], min_size=8, max_images=None,
+            root="data", workers=1, overwrite=False)
 
 
 def cfg(source, out, **kw):

@@ -38,7 +38,8 @@ class GanData:
     generator outputs); ``input_shape`` that of ``a``; ``test`` the held-out split of a
     translation dataset; ``fingerprint`` a digest of the data's content (metric caches are keyed by it;
     empty where none is known); ``decode`` (optional) turns an indexed uint8 image batch on the device into
-    floats in [-1, 1], given the batch number (prepared datasets: normalise, xflip); ``heldout`` (optional)
+    floats in [-1, 1], given the batch number (prepared datasets: normalise, xflip): ``x`` for image data,
+    the whole batch for translation data (its a and b); ``heldout`` (optional)
     items of the same data the run does not train on (the rest of it when ``dataset.subset`` keeps a part),
     by which the doctor tells D memorising its training images from D merely ahead of G.
     A ``TensorDataset`` (all items in memory) lets the trainer sample batches by indexing,

@@ -47,7 +47,7 @@ def select(data: GanData, subset: Any = None, classes: Any = None) -> GanData:
         rest = np.sort(order[subset:subset + HELDOUT])
         data = replace(data, dataset=take(data.dataset, np.sort(order[:subset])),
                        fingerprint=tagged(data.fingerprint, f"subset{subset}"),
-                       heldout=take(data.dataset, rest) if len(rest) else None)
+                       heldout=take(data.dataset, rest) if len(rest) and not data.translation else None)
     return data
 
 
@@ -84,9 +84,9 @@ def labels_of(data: GanData) -> np.ndarray:
 
 def take(dataset: Dataset, rows: np.ndarray) -> Dataset:
     """The items at `rows` (ascending), in memory when `dataset` is."""
-    if isinstance(dataset, TensorDataset):
+    if isinstance(dataset, TensorDataset):  # its own class: a prepared translation set's items decode on indexing
         index = torch.from_numpy(rows)
-        return TensorDataset(*(t[index] for t in dataset.tensors))
+        return type(dataset)(*(t[index] for t in dataset.tensors))
     if hasattr(dataset, "rows"):  # a dataset that reads its own rows cheaply (memory-mapped prepared images)
         return dataset.rows(rows)
     return Subset(dataset, rows.tolist())

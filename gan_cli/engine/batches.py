@@ -104,7 +104,8 @@ def _stop(workers: Iterator | None) -> None:
 class BatchStream:
     """`next()` gives one batch of every item field on the device: `(x, y)`, or `(a, b, y)` and
     `(a, b, y_a, y_b)` for translation data; `consumed` is the resume state; `waited_s` the host time
-    spent in `next()` so far (perf/data_ms)."""
+    spent in `next()` so far (perf/data_ms). A dataset's `decode` maps `x` (image data) or, for translation
+    data, the whole batch (its uint8 a and b: gan_cli.data.prepared.DecodeFields)."""
 
     def __init__(self, data: GanData, batch_size: int, device: torch.device, *, seed: int = 0,
                  num_workers: int = 2, consumed: int = 0, rank: int = 0, world: int = 1):
@@ -162,8 +163,12 @@ class BatchStream:
         if self._iter is None:
             self._iter = self._start()
         batch = next(self._iter)
-        if self.data.decode is not None:  # uint8 images -> [-1, 1] floats, on the device
-            batch = (self.data.decode(batch[0], self.consumed), *batch[1:])
+        decode = self.data.decode
+        if decode is not None:  # uint8 images -> [-1, 1] floats, on the device
+            if self.data.translation:  # a and b: the decoder takes the whole batch (a buffer per field)
+                batch = decode(batch, self.consumed)
+            else:
+                batch = (decode(batch[0], self.consumed), *batch[1:])
         self.consumed += 1
         self.waited_s += time.perf_counter() - start
         return batch
